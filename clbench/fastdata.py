@@ -1,0 +1,147 @@
+"""The in-memory data path: Avalanche strategies fed by batched tensor indexing.
+
+    strategy = Naive(model, opt, plugins=[..., FastDataPlugin(bridge, seed=0)])
+
+Avalanche builds its loaders over ``AvalancheDataset`` objects and fetches one sample at a
+time; for in-memory tensors that per-sample work dominates a small model's step. Every
+experience dataset that :mod:`clbench.avalanche_bridge` makes carries a ``sample_id`` data
+attribute (a row of the stream's store), and Avalanche keeps that attribute through subsets,
+concatenations and replay buffers. So whatever loader a strategy or plugin built, this plugin
+(registered last) replaces it with one that has the same *batching semantics* — the same
+datasets, batch sizes, shuffling, termination and oversampling rules as Avalanche's
+``MultiDatasetDataLoader`` — but gathers each batch with one tensor index per dataset.
+
+It covers the plain training loader, Avalanche's task-balanced and replay loaders
+(``ReplayPlugin``, ``GDumb``, ``Cumulative``, ``JointTraining``), DER's replay iterator
+(with its stored logits), and the evaluation loader.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from avalanche.benchmarks.utils.data_loader import MultiDatasetDataLoader
+from avalanche.core import SupervisedPlugin
+from torch.utils.data import DataLoader, RandomSampler
+
+from clbench.avalanche_bridge import Bridge
+
+
+@dataclass
+class Part:
+    """One dataset of a batched loader, already gathered into tensors."""
+
+    tensors: list[torch.Tensor]  # [x, y, t, *extra], aligned on dim 0
+    batch_size: int
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+
+class FastLoader:
+    """Iterates mini-batches ``[x, y, t, *extra]`` over one or more :class:`Part` objects.
+
+    Semantics follow Avalanche's ``MultiDatasetSampler``: each step takes the next batch of the
+    terminating part first, then of every other part; the epoch ends when the terminating part
+    runs out; another part that runs out is restarted (fresh permutation) when
+    ``oversample`` is true and dropped otherwise. Batches of all parts are concatenated.
+    """
+
+    def __init__(self, parts: Sequence[Part], shuffle: bool, generator: torch.Generator | None,
+                 termination: int = 0, oversample: bool = False, drop_last: bool = False,
+                 cycle: bool = False) -> None:
+        self.parts = [p for p in parts]
+        self.shuffle, self.g, self.termination = shuffle, generator, termination
+        self.oversample, self.drop_last, self.cycle = oversample, drop_last, cycle
+
+    def _batches(self, part: Part) -> list[torch.Tensor]:
+        n = len(part)
+        order = torch.randperm(n, generator=self.g) if self.shuffle else torch.arange(n)
+        chunks = list(order.split(part.batch_size))
+        if self.drop_last and chunks and len(chunks[-1]) < part.batch_size:
+            chunks.pop()
+        return chunks
+
+    def __len__(self) -> int:
+        p = self.parts[self.termination]
+        full, rest = divmod(len(p), p.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        if self.cycle:  # DER-style infinite replay iterator over one part
+            while True:
+                for b in self._batches(self.parts[0]):
+                    yield [t[b] for t in self.parts[0].tensors]
+        queues: list[Iterator[torch.Tensor] | None] = [iter(self._batches(p)) for p in self.parts]
+        order = [self.termination] + [i for i in range(len(self.parts)) if i != self.termination]
+        while True:
+            picked: dict[int, torch.Tensor] = {}
+            for i in order:
+                q = queues[i]
+                if q is None:
+                    continue
+                b = next(q, None)
+                if b is None and i != self.termination and self.oversample:
+                    queues[i] = iter(self._batches(self.parts[i]))
+                    b = next(queues[i], None)
+                if b is None:
+                    if i == self.termination:
+                        return
+                    queues[i] = None
+                    continue
+                picked[i] = b
+            fields = len(self.parts[0].tensors)
+            yield [torch.cat([self.parts[i].tensors[f][picked[i]] for i in sorted(picked)])
+                   for f in range(fields)]
+
+
+class FastDataPlugin(SupervisedPlugin):
+    """Replaces the loaders a strategy built with :class:`FastLoader` equivalents.
+
+    Must be the last plugin before the evaluator so that it sees what ``ReplayPlugin`` and
+    friends installed in ``before_training_exp``. Shuffling draws from a generator seeded by
+    ``seed``, so a run is reproducible.
+    """
+
+    def __init__(self, bridge: Bridge, seed: int) -> None:
+        super().__init__()
+        self.bridge = bridge
+        self.g = torch.Generator().manual_seed(seed)
+
+    def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001
+        strategy.dataloader = self.convert(strategy.dataloader, train=True)
+        replay = getattr(strategy, "replay_loader", None)  # DER keeps its own iterator
+        if replay is not None and getattr(strategy, "storage_policy", None) is not None:
+            buffer = strategy.storage_policy.buffer
+            part = Part(self.bridge.gather(buffer, extra=("logits",)), strategy.batch_size_mem)
+            strategy.replay_loader = iter(FastLoader([part], shuffle=True, generator=self.g,
+                                                     drop_last=True, cycle=True))
+
+    def before_eval_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001
+        strategy.dataloader = self.convert(strategy.dataloader, train=False)
+
+    def convert(self, loader: object, train: bool) -> FastLoader:
+        """A :class:`FastLoader` with the batching semantics of Avalanche ``loader``."""
+        if isinstance(loader, FastLoader):
+            return loader
+        if isinstance(loader, MultiDatasetDataLoader):
+            parts = [Part(self.bridge.gather(d), bs)
+                     for d, bs in zip(loader.datasets, loader.batch_sizes)]
+            kw = loader.loader_kwargs
+            return FastLoader(parts, shuffle=bool(kw.get("shuffle", train)), generator=self.g,
+                              termination=int(loader.termination_dataset),
+                              oversample=bool(loader.oversample_small_datasets),
+                              drop_last=bool(kw.get("drop_last", False)))
+        if isinstance(loader, DataLoader):
+            bs = loader.batch_size or 1
+            return FastLoader([Part(self.bridge.gather(loader.dataset), bs)],
+                              shuffle=isinstance(loader.sampler, RandomSampler), generator=self.g,
+                              drop_last=bool(loader.drop_last))
+        raise TypeError(f"FastDataPlugin cannot convert a {type(loader).__name__}")
+
+
+def batches(loader: FastLoader, n: int) -> list[list[torch.Tensor]]:
+    """The first ``n`` batches of ``loader`` (for tests and benchmarks)."""
+    return list(itertools.islice(iter(loader), n))

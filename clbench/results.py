@@ -1,0 +1,184 @@
+"""Result files: one JSON per (stream, model, strategy with parameters, seed), written atomically.
+
+    >>> path = write_result(result, "results")
+    results/split-digits/mlp/replay+ewc/seed0.json
+    >>> load_result(path)        # validated against the schema; a bad file raises ClbenchError
+
+Schema ``clbench.result/1`` (every key required unless marked optional):
+
+* ``schema``: ``"clbench.result/1"``; ``status``: ``"ok"`` or ``"failed"``; ``error``: str|null
+* ``config``: the fully resolved :class:`~clbench.config.RunConfig` (``RunConfig.to_dict``)
+* ``stream``: ``name``, ``version``, ``fingerprint``, ``scenario``, ``n_experiences``,
+  ``classes_per_exp``
+* ``accuracy_matrix``: ``R[i][j]``, accuracy on experience ``j``'s test set after training
+  experience ``i`` (one row for offline methods); fractions in [0, 1]
+* ``random_init_accuracy``: accuracy of the untrained model on each experience (for FWT)
+* ``metrics``: ``name -> {"value": float|null, "higher_is_better": bool}``
+* ``per_experience``: list of ``{"state_bytes", "train_seconds", "eval_seconds"}`` (optional
+  keys may be added)
+* ``provenance``: ``clbench_version``, ``git_commit`` (null outside a git checkout), ``torch``,
+  ``avalanche``, ``timm``, ``python``, ``host``, ``created``, ``seed``, ``determinism``
+
+The path is ``<root>/<stream>/<model>/<strategy>[@<hash>]/seed<k>.json``; ``@<hash>`` (8 hex
+digits of the sha256 of the non-default parameters) appears only when parameters differ from
+the registry defaults, so default runs have short, predictable names.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clbench.errors import ClbenchError
+
+SCHEMA = "clbench.result/1"
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run; :func:`to_json` gives the schema's dictionary."""
+
+    config: dict[str, Any]
+    stream: dict[str, Any]
+    accuracy_matrix: list[list[float]]
+    random_init_accuracy: list[float]
+    metrics: dict[str, dict[str, Any]]
+    per_experience: list[dict[str, Any]]
+    provenance: dict[str, Any]
+    status: str = "ok"
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metric(self, name: str) -> float:
+        v = self.metrics.get(name, {}).get("value")
+        return math.nan if v is None else float(v)
+
+    def to_json(self) -> dict[str, Any]:
+        d = {"schema": SCHEMA, "status": self.status, "error": self.error,
+             "config": self.config, "stream": self.stream,
+             "accuracy_matrix": self.accuracy_matrix,
+             "random_init_accuracy": self.random_init_accuracy,
+             "metrics": {k: {"value": _finite_or_none(v["value"]),
+                             "higher_is_better": bool(v["higher_is_better"])}
+                         for k, v in self.metrics.items()},
+             "per_experience": self.per_experience, "provenance": self.provenance}
+        d.update(self.extra)
+        return d
+
+
+def _finite_or_none(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
+
+
+def params_tag(config: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """``""`` for default parameters, else ``"@"`` + 8 hex digits identifying the difference."""
+    keys = ("train", "strategy_params", "model_params", "task_incremental")
+    diff = {k: config.get(k) for k in keys if config.get(k) != defaults.get(k)}
+    if not diff:
+        return ""
+    blob = json.dumps(diff, sort_keys=True, default=str).encode()
+    return "@" + hashlib.sha256(blob).hexdigest()[:8]
+
+
+def result_path(root: str | Path, config: dict[str, Any], tag: str = "") -> Path:
+    """``<root>/<stream>/<model>/<strategy><tag>/seed<k>.json``."""
+    return (Path(root) / config["stream"] / config["model"] / f"{config['strategy']}{tag}"
+            / f"seed{config['seed']}.json")
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``: a
+    reader never sees a half-written file, even if the process is killed mid-write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=False, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_result(result: RunResult, root: str | Path, tag: str = "") -> Path:
+    data = result.to_json()
+    validate(data, source="result to write")
+    return write_json_atomic(result_path(root, result.config, tag), data)
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema": str, "status": str, "config": dict, "stream": dict, "accuracy_matrix": list,
+    "random_init_accuracy": list, "metrics": dict, "per_experience": list, "provenance": dict,
+}
+
+
+def validate(data: Any, source: str = "result") -> None:
+    """Raise ClbenchError naming the first way ``data`` departs from the schema."""
+    def bad(why: str) -> ClbenchError:
+        return ClbenchError(f"{source}: not a valid {SCHEMA} file: {why}")
+
+    if not isinstance(data, dict):
+        raise bad("top level is not an object")
+    if data.get("schema") != SCHEMA:
+        raise bad(f"schema is {data.get('schema')!r}, expected {SCHEMA!r}")
+    for key, kind in _REQUIRED.items():
+        if key not in data:
+            raise bad(f"missing key {key!r}")
+        if not isinstance(data[key], kind):
+            raise bad(f"{key!r} should be a {kind.__name__ if isinstance(kind, type) else kind}")
+    if data["status"] not in ("ok", "failed"):
+        raise bad(f"status {data['status']!r} is neither 'ok' nor 'failed'")
+    for key in ("stream", "strategy", "model", "seed"):
+        if key not in data["config"]:
+            raise bad(f"config lacks {key!r}")
+    for key in ("name", "version", "fingerprint"):
+        if key not in data["stream"]:
+            raise bad(f"stream lacks {key!r}")
+    if data["status"] == "ok":
+        R = data["accuracy_matrix"]
+        T = data["stream"].get("n_experiences")
+        if not R or any(not isinstance(r, list) or len(r) != T for r in R):
+            raise bad(f"accuracy_matrix rows must each have n_experiences={T} entries")
+        if any(not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0 for r in R for v in r):
+            raise bad("accuracy_matrix entries must be numbers in [0, 1]")
+    for name, m in data["metrics"].items():
+        if not isinstance(m, dict) or "value" not in m or "higher_is_better" not in m:
+            raise bad(f"metric {name!r} needs 'value' and 'higher_is_better'")
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read and validate one result file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ClbenchError(f"{path}: no such result file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ClbenchError(f"{path}: not valid JSON ({e}); delete it and re-run the cell") from None
+    validate(data, source=str(path))
+    return data
+
+
+def load_results(root: str | Path, strict: bool = True) -> list[dict[str, Any]]:
+    """Every ``seed*.json`` under ``root``, validated (``strict=False`` skips bad files)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ClbenchError(f"{root}: no such results folder; run 'clbench run --results {root}' first")
+    out = []
+    for p in sorted(root.rglob("seed*.json")):
+        try:
+            out.append(load_result(p))
+        except ClbenchError:
+            if strict:
+                raise
+    return out

@@ -1,0 +1,108 @@
+"""Activations of a model's named hook layer: recorded for SAE training, or tapped with graph.
+
+    >>> import torch
+    >>> from clbench.models import create_model
+    >>> from clbench.sae.capture import LayerTap, capture
+    >>> model = create_model("mlp", input_shape=(1, 28, 28), n_classes=10)
+    >>> images = torch.randn(1000, 1, 28, 28)
+    >>> acts = capture(model, "fc1", images)             # [1000, D], no graph, eval mode
+    >>> with LayerTap(model, "fc1") as tap:              # training time
+    ...     logits = model(images[:32])
+    ...     tap.out.pow(2).mean().backward()             # tap.out [32, D] keeps its graph
+
+A layer name is a key of ``model.hook_layers``, which maps it to a module path of
+``model.named_modules()``; the module's raw output is pooled to ``[B, D]`` by
+``model.pools[name]`` when the model defines one (CLS token, spatial mean, ...).
+"""
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from clbench.errors import ClbenchError
+
+
+def _model_name(model: nn.Module) -> str:
+    return str(getattr(model, "name", None) or model.__class__.__name__)
+
+
+def hook_module(model: nn.Module, layer: str) -> nn.Module:
+    """The module behind public layer name ``layer``; ClbenchError if the name is unknown."""
+    layers: dict[str, str] = getattr(model, "hook_layers", {})
+    if layer not in layers:
+        raise ClbenchError(f"unknown layer {layer!r} for model {_model_name(model)!r}; "
+                           f"known: {', '.join(layers) or '(none)'}")
+    modules = dict(model.named_modules())
+    if layers[layer] not in modules:
+        raise ClbenchError(f"model {_model_name(model)!r} maps layer {layer!r} to "
+                           f"{layers[layer]!r}, which is not one of its modules")
+    return modules[layers[layer]]
+
+
+def _pool(model: nn.Module, layer: str) -> Callable[[Any], Tensor]:
+    pool = getattr(model, "pools", {}).get(layer)
+    return pool if pool is not None else (lambda t: t)
+
+
+class _Captured(Exception):
+    """Raised by the capture hook once it has the layer's output: the rest is not needed."""
+
+
+@torch.no_grad()
+def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Pooled activations ``[N, D]`` of ``layer`` for inputs ``x [N, ...]``.
+
+    Runs in eval mode without autograd (the caller's mode is restored) and stops each forward
+    pass at the hooked layer. Batches go to the model's device; the result is on ``x``'s.
+    """
+    module, pool = hook_module(model, layer), _pool(model, layer)
+    device = next(model.parameters()).device
+    outs: list[Tensor] = []
+
+    def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+        outs.append(pool(out).to(x.device))
+        raise _Captured
+
+    was_training = model.training
+    handle = module.register_forward_hook(hook)
+    model.eval()
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            try:
+                model(x[start:start + batch_size].to(device))
+            except _Captured:
+                pass
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(outs) if outs else x.new_zeros(0, 0)
+
+
+class LayerTap:
+    """Keeps the pooled output of ``layer`` from the latest forward pass, graph included.
+
+    ``tap.out`` is ``[B, D]`` and shares the forward's autograd graph, so a loss on it reaches
+    the parameters below the layer. The hook is removed by ``remove()`` or on leaving a
+    ``with`` block.
+    """
+
+    def __init__(self, model: nn.Module, layer: str) -> None:
+        self._pool = _pool(model, layer)
+        self.out: Tensor | None = None
+        self._handle = hook_module(model, layer).register_forward_hook(self._hook)
+
+    def _hook(self, _m: nn.Module, _inp: Any, out: Any) -> None:
+        self.out = self._pool(out)
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+    def __enter__(self) -> LayerTap:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.remove()

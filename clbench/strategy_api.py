@@ -1,0 +1,117 @@
+"""How a continual-learning method is registered and turned into an Avalanche strategy.
+
+    from clbench import register_strategy
+    from avalanche.training.plugins import EWCPlugin
+
+    @register_strategy("ewc", description="Elastic Weight Consolidation (Avalanche plugin)",
+                       defaults={"ewc_lambda": 100.0}, family_defaults={"mnist": {"ewc_lambda": 1000.0}})
+    def ewc(p: dict, ctx: BuildContext) -> EWCPlugin:
+        return EWCPlugin(ewc_lambda=p["ewc_lambda"], mode="separate")
+
+A *plugin* method returns an Avalanche ``SupervisedPlugin`` that clbench composes onto the stock
+``Naive`` template. A *template* method (``kind="template"``) returns a factory of an Avalanche
+strategy class, for methods Avalanche ships only as a class (DER, Cumulative, JointTraining).
+A name like ``replay+ewc`` composes several methods: any number of plugins and at most one
+template. Parameters are typed by their defaults; ``family_defaults`` override the defaults for
+one stream family (``embedded``, ``mnist``, ``cifar``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from avalanche.core import SupervisedPlugin
+from torch import nn
+
+from clbench.errors import ClbenchError
+from clbench.registry import Registry
+from clbench.streams import Stream
+
+Kind = Literal["plugin", "template"]
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a method may know when it is built: the stream, the model and the training set-up."""
+
+    stream: Stream
+    model: nn.Module
+    batch_size: int
+    epochs: int
+    seed: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A registered method: its builder, kind and typed default parameters."""
+
+    name: str
+    build: Callable[[dict[str, Any], BuildContext], Any]
+    kind: Kind
+    defaults: dict[str, Any]
+    family_defaults: dict[str, dict[str, Any]]
+    #: the method trains once on the whole stream (joint training): one row of R
+    offline: bool = False
+
+    def params_for(self, family: str) -> dict[str, Any]:
+        """Default parameters for streams of ``family``."""
+        return {**self.defaults, **self.family_defaults.get(family, {})}
+
+
+STRATEGIES: Registry[StrategySpec] = Registry("strategy")
+
+
+def register_strategy(name: str, *, description: str, kind: Kind = "plugin",
+                      defaults: dict[str, Any] | None = None,
+                      family_defaults: dict[str, dict[str, Any]] | None = None,
+                      offline: bool = False) -> Callable[[Callable], Callable]:
+    """Decorator registering a method builder ``f(params, ctx) -> plugin | strategy factory``."""
+    if "+" in name:
+        raise ValueError(f"strategy name {name!r} may not contain '+' (it joins methods)")
+    defaults = dict(defaults or {})
+    fam = {k: dict(v) for k, v in (family_defaults or {}).items()}
+    for family, params in fam.items():
+        unknown = set(params) - set(defaults)
+        if unknown:
+            raise ValueError(f"{name}: family_defaults[{family!r}] has keys without a default: "
+                             f"{sorted(unknown)}")
+
+    def deco(fn: Callable) -> Callable:
+        spec = StrategySpec(name, fn, kind, defaults, fam, offline)
+        STRATEGIES.add(name, spec, description=description, kind=kind)
+        return fn
+
+    return deco
+
+
+def parse_combo(name: str) -> list[StrategySpec]:
+    """``"replay+ewc"`` -> the specs of its components, validated: known names, no repeats, at
+    most one template, and an offline method (joint) only alone."""
+    parts = [p.strip() for p in name.split("+")]
+    if any(not p for p in parts):
+        raise ClbenchError(f"malformed strategy {name!r}; join methods with '+', e.g. 'replay+ewc'")
+    if len(set(parts)) != len(parts):
+        raise ClbenchError(f"strategy {name!r} names a method twice")
+    specs = [STRATEGIES.get(p).obj for p in parts]
+    templates = [s.name for s in specs if s.kind == "template"]
+    if len(templates) > 1:
+        raise ClbenchError(f"strategy {name!r} combines {' and '.join(templates)}, which are whole "
+                           f"strategies; combine at most one of them with plugins")
+    if len(specs) > 1 and any(s.offline for s in specs):
+        raise ClbenchError(f"strategy {name!r}: joint training cannot be combined with other methods")
+    return specs
+
+
+def build_components(specs: list[StrategySpec], params: dict[str, dict[str, Any]],
+                     ctx: BuildContext) -> tuple[Callable[..., Any] | None, list[SupervisedPlugin]]:
+    """Build every component; returns (template factory or None, plugins in order)."""
+    template = None
+    plugins: list[SupervisedPlugin] = []
+    for s in specs:
+        out = s.build(dict(params.get(s.name, {})), ctx)
+        if s.kind == "template":
+            template = out
+        elif out is not None:
+            plugins.append(out)
+    return template, plugins

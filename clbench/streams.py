@@ -1,0 +1,186 @@
+"""Registered, versioned continual-learning streams built from in-memory tensors.
+
+    >>> from clbench.streams import build_stream, STREAMS
+    >>> s = build_stream("split-digits", seed=0)
+    >>> s.n_experiences, s.classes_per_exp[0], s.fingerprint[:12]
+    (5, [6, 3], '...')
+
+A stream holds one *store* of training rows and one of test rows; experience ``e`` is a set of
+row indices into each store. Split streams (class-incremental) index the dataset's own tensors;
+permuted streams (domain-incremental) store one permuted copy per experience. The class order
+(split) or the permutations (permuted) are drawn from ``numpy.random.default_rng(seed)``, so a
+seed fixes them. ``version`` changes whenever the construction changes; ``fingerprint`` hashes
+the raw data read plus the construction, so results from different data never mix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+from clbench.data import load_dataset
+from clbench.data.base import RawData, sha256_of
+from clbench.registry import Registry
+
+Scenario = Literal["class-il", "task-il", "domain-il"]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A stream of experiences over two row stores.
+
+    ``train_idx[e]`` / ``test_idx[e]``: int64 row indices of experience ``e`` into
+    ``x_train``/``y_train`` and ``x_test``/``y_test``. ``classes_per_exp[e]``: the classes that
+    experience ``e`` contains. ``task_labels[e]``: ``e`` for task-incremental streams, else 0.
+    """
+
+    name: str
+    version: str
+    scenario: Scenario
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    train_idx: list[torch.Tensor]
+    test_idx: list[torch.Tensor]
+    classes_per_exp: list[list[int]]
+    n_classes: int
+    fingerprint: str
+    seed: int
+
+    @property
+    def n_experiences(self) -> int:
+        return len(self.train_idx)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def task_labels(self) -> list[int]:
+        return list(range(self.n_experiences)) if self.scenario == "task-il" else [0] * self.n_experiences
+
+    def nbytes_per_sample(self) -> int:
+        """Bytes of one stored input plus its label, as a replay buffer would keep it."""
+        return int(self.x_train[0].numel() * self.x_train.element_size() + 8)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """How a registered stream is made: which dataset, how it is split, and its version."""
+
+    dataset: str
+    kind: Literal["split", "permuted"]
+    n_experiences: int
+    version: str
+    family: str
+    #: a custom stream's own builder ``f(seed, data_root, task_incremental) -> Stream``
+    builder: Callable[..., Stream] | None = None
+
+
+StreamBuilder = Callable[..., Stream]
+STREAMS: Registry[StreamSpec] = Registry("stream")
+
+
+def _add(name: str, spec: StreamSpec, description: str) -> None:
+    STREAMS.add(name, spec, description=description, family=spec.family,
+                embedded=spec.dataset in ("digits", "mnist1d"))
+
+
+_add("split-digits", StreamSpec("digits", "split", 5, "1.0", "embedded"),
+     "scikit-learn digits (8x8), 5 experiences x 2 classes; embedded, no files")
+_add("split-mnist1d", StreamSpec("mnist1d", "split", 5, "1.0", "embedded"),
+     "MNIST-1D (40-d, generated), 5 experiences x 2 classes; embedded, no files")
+_add("split-fmnist", StreamSpec("fashion-mnist", "split", 5, "1.0", "mnist"),
+     "Fashion-MNIST, 5 experiences x 2 classes (class-incremental)")
+_add("perm-fmnist", StreamSpec("fashion-mnist", "permuted", 10, "1.0", "mnist"),
+     "Fashion-MNIST under 10 fixed pixel permutations (domain-incremental)")
+_add("split-mnist", StreamSpec("mnist", "split", 5, "1.0", "mnist"),
+     "MNIST, 5 experiences x 2 classes; reads a local copy")
+_add("perm-mnist", StreamSpec("mnist", "permuted", 10, "1.0", "mnist"),
+     "MNIST under 10 fixed pixel permutations; reads a local copy")
+_add("split-cifar10", StreamSpec("cifar10", "split", 5, "1.0", "cifar"),
+     "CIFAR-10, 5 experiences x 2 classes; reads a local copy")
+_add("split-cifar100", StreamSpec("cifar100", "split", 10, "1.0", "cifar"),
+     "CIFAR-100, 10 experiences x 10 classes; reads a local copy")
+
+
+def register_stream(name: str, *, description: str, version: str, family: str = "custom",
+                    n_experiences: int = 0) -> Callable[[StreamBuilder], StreamBuilder]:
+    """Decorator registering a custom stream builder
+    ``f(seed: int, data_root: Path | None, task_incremental: bool) -> Stream``."""
+
+    def deco(fn: StreamBuilder) -> StreamBuilder:
+        spec = StreamSpec("custom", "split", n_experiences, version, family, builder=fn)
+        STREAMS.add(name, spec, description=description, family=family, embedded=False)
+        return fn
+
+    return deco
+
+
+def build_stream(name: str, seed: int = 0, data_root: Path | str | None = None,
+                 task_incremental: bool = False, download: bool = False) -> Stream:
+    """Load the dataset behind ``name`` and cut it into experiences for ``seed``."""
+    entry = STREAMS.get(name)
+    spec = entry.obj
+    if spec.builder is not None:
+        return spec.builder(seed=seed, data_root=data_root, task_incremental=task_incremental)
+    raw = load_dataset(spec.dataset, data_root=data_root, download=download)
+    if spec.kind == "split":
+        return split_stream(name, spec, raw, seed, task_incremental)
+    return permuted_stream(name, spec, raw, seed)
+
+
+def split_stream(name: str, spec: StreamSpec, raw: RawData, seed: int,
+                 task_incremental: bool = False) -> Stream:
+    """Class-incremental split: a seeded class order cut into equal groups."""
+    n_exp = spec.n_experiences
+    if raw.n_classes % n_exp:
+        raise ValueError(f"{raw.n_classes} classes do not split into {n_exp} experiences")
+    order = np.random.default_rng(seed).permutation(raw.n_classes).tolist()
+    per = raw.n_classes // n_exp
+    groups = [order[e * per:(e + 1) * per] for e in range(n_exp)]
+
+    def rows(y: torch.Tensor, classes: list[int]) -> torch.Tensor:
+        return torch.nonzero(torch.isin(y, torch.tensor(classes)), as_tuple=True)[0]
+
+    return Stream(
+        name=name, version=spec.version,
+        scenario="task-il" if task_incremental else "class-il",
+        x_train=raw.x_train, y_train=raw.y_train, x_test=raw.x_test, y_test=raw.y_test,
+        train_idx=[rows(raw.y_train, g) for g in groups],
+        test_idx=[rows(raw.y_test, g) for g in groups],
+        classes_per_exp=groups, n_classes=raw.n_classes,
+        fingerprint=sha256_of(raw.fingerprint.encode(), repr((spec, order)).encode()),
+        seed=seed,
+    )
+
+
+def permuted_stream(name: str, spec: StreamSpec, raw: RawData, seed: int) -> Stream:
+    """Domain-incremental stream: experience ``e`` sees every input under permutation ``P_e``
+    of its features (all classes in every experience)."""
+    rng = np.random.default_rng(seed)
+    d = int(np.prod(raw.input_shape))
+    perms = [torch.from_numpy(rng.permutation(d)) for _ in range(spec.n_experiences)]
+
+    def permute(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), d)[:, p].reshape(x.shape)
+
+    n_tr, n_te = len(raw.y_train), len(raw.y_test)
+    classes = list(range(raw.n_classes))
+    return Stream(
+        name=name, version=spec.version, scenario="domain-il",
+        x_train=torch.cat([permute(raw.x_train, p) for p in perms]),
+        y_train=raw.y_train.repeat(spec.n_experiences),
+        x_test=torch.cat([permute(raw.x_test, p) for p in perms]),
+        y_test=raw.y_test.repeat(spec.n_experiences),
+        train_idx=[torch.arange(e * n_tr, (e + 1) * n_tr) for e in range(spec.n_experiences)],
+        test_idx=[torch.arange(e * n_te, (e + 1) * n_te) for e in range(spec.n_experiences)],
+        classes_per_exp=[classes] * spec.n_experiences, n_classes=raw.n_classes,
+        fingerprint=sha256_of(raw.fingerprint.encode(),
+                              repr(spec).encode(), *(p.numpy().tobytes() for p in perms)),
+        seed=seed,
+    )

@@ -1,0 +1,102 @@
+"""Avalanche's own continual-learning baselines, registered with clbench.
+
+    clbench run --stream split-digits --strategy naive,ewc,replay+ewc --seeds 0,1,2
+
+Nothing here re-implements an algorithm: each builder returns Avalanche's plugin, or, where
+Avalanche ships the method only as a strategy class, a factory of that class. Defaults are the
+values we run on the leaderboard; they were set by hand from the methods' papers and Avalanche's
+examples, not tuned on our test sets. Buffer-based methods get the same memory budget of 200
+samples (A-GEM spreads it over the experiences).
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from avalanche.training import DER, Cumulative, JointTraining, Naive
+from avalanche.training.plugins import (
+    AGEMPlugin,
+    EWCPlugin,
+    GDumbPlugin,
+    LwFPlugin,
+    ReplayPlugin,
+    SynapticIntelligencePlugin,
+)
+
+from clbench.strategy_api import BuildContext, register_strategy
+
+
+@register_strategy("naive", kind="template",
+                   description="fine-tuning on each experience in turn (lower bound)")
+def naive(p: dict[str, Any], ctx: BuildContext) -> Any:
+    return Naive
+
+
+@register_strategy("joint", kind="template", offline=True,
+                   description="one model trained on all experiences at once (offline upper bound)")
+def joint(p: dict[str, Any], ctx: BuildContext) -> Any:
+    return JointTraining
+
+
+@register_strategy("cumulative", kind="template",
+                   description="retrains on the union of all experiences seen so far")
+def cumulative(p: dict[str, Any], ctx: BuildContext) -> Any:
+    return Cumulative
+
+
+@register_strategy("ewc", defaults={"ewc_lambda": 100.0},
+                   family_defaults={"mnist": {"ewc_lambda": 1000.0}},
+                   description="Elastic Weight Consolidation, one Fisher per experience "
+                               "(Kirkpatrick et al. 2017)")
+def ewc(p: dict[str, Any], ctx: BuildContext) -> EWCPlugin:
+    return EWCPlugin(ewc_lambda=p["ewc_lambda"], mode="separate")
+
+
+@register_strategy("ewc-online", defaults={"ewc_lambda": 100.0, "decay_factor": 0.9},
+                   family_defaults={"mnist": {"ewc_lambda": 1000.0}},
+                   description="online EWC: one running Fisher (Schwarz et al. 2018)")
+def ewc_online(p: dict[str, Any], ctx: BuildContext) -> EWCPlugin:
+    return EWCPlugin(ewc_lambda=p["ewc_lambda"], mode="online", decay_factor=p["decay_factor"])
+
+
+@register_strategy("si", defaults={"si_lambda": 1.0},
+                   description="Synaptic Intelligence (Zenke et al. 2017)")
+def si(p: dict[str, Any], ctx: BuildContext) -> SynapticIntelligencePlugin:
+    return SynapticIntelligencePlugin(si_lambda=p["si_lambda"])
+
+
+@register_strategy("lwf", defaults={"alpha": 1.0, "temperature": 2.0},
+                   description="Learning without Forgetting: distillation from the previous "
+                               "model (Li & Hoiem 2016)")
+def lwf(p: dict[str, Any], ctx: BuildContext) -> LwFPlugin:
+    return LwFPlugin(alpha=p["alpha"], temperature=p["temperature"])
+
+
+@register_strategy("replay", defaults={"mem_size": 200},
+                   description="experience replay from a 200-sample buffer balanced over experiences")
+def replay(p: dict[str, Any], ctx: BuildContext) -> ReplayPlugin:
+    return ReplayPlugin(mem_size=p["mem_size"])
+
+
+@register_strategy("agem", defaults={"mem_size": 200, "sample_size": 64},
+                   description="Averaged GEM: gradient projection against a memory sample "
+                               "(Chaudhry et al. 2019)")
+def agem(p: dict[str, Any], ctx: BuildContext) -> AGEMPlugin:
+    per_exp = max(1, p["mem_size"] // ctx.stream.n_experiences)
+    return AGEMPlugin(patterns_per_experience=per_exp, sample_size=p["sample_size"])
+
+
+@register_strategy("der", kind="template",
+                   defaults={"mem_size": 200, "alpha": 0.1, "beta": 0.5},
+                   description="Dark Experience Replay++: replays logits and labels "
+                               "(Buzzega et al. 2020)")
+def der(p: dict[str, Any], ctx: BuildContext) -> Any:
+    return partial(DER, mem_size=p["mem_size"], alpha=p["alpha"], beta=p["beta"],
+                   batch_size_mem=ctx.batch_size)
+
+
+@register_strategy("gdumb", defaults={"mem_size": 200},
+                   description="GDumb: retrains from scratch on a class-balanced 200-sample "
+                               "buffer (Prabhu et al. 2020)")
+def gdumb(p: dict[str, Any], ctx: BuildContext) -> GDumbPlugin:
+    return GDumbPlugin(mem_size=p["mem_size"])
