@@ -56,9 +56,12 @@ class FastLoader:
         self.shuffle, self.g, self.termination = shuffle, generator, termination
         self.oversample, self.drop_last, self.cycle = oversample, drop_last, cycle
 
-    def _batches(self, part: Part) -> list[torch.Tensor]:
+    def _batches(self, part: Part) -> list[torch.Tensor | slice]:
         n = len(part)
-        order = torch.randperm(n, generator=self.g) if self.shuffle else torch.arange(n)
+        if not self.shuffle:  # sequential: slices are views, no copy
+            return [slice(i, min(i + part.batch_size, n)) for i in range(0, n, part.batch_size)
+                    if not (self.drop_last and i + part.batch_size > n)]
+        order = torch.randperm(n, generator=self.g)
         chunks = list(order.split(part.batch_size))
         if self.drop_last and chunks and len(chunks[-1]) < part.batch_size:
             chunks.pop()
@@ -74,10 +77,10 @@ class FastLoader:
             while True:
                 for b in self._batches(self.parts[0]):
                     yield [t[b] for t in self.parts[0].tensors]
-        queues: list[Iterator[torch.Tensor] | None] = [iter(self._batches(p)) for p in self.parts]
+        queues: list[Iterator[torch.Tensor | slice] | None] = [iter(self._batches(p)) for p in self.parts]
         order = [self.termination] + [i for i in range(len(self.parts)) if i != self.termination]
         while True:
-            picked: dict[int, torch.Tensor] = {}
+            picked: dict[int, torch.Tensor | slice] = {}
             for i in order:
                 q = queues[i]
                 if q is None:
@@ -92,6 +95,10 @@ class FastLoader:
                     queues[i] = None
                     continue
                 picked[i] = b
+            if len(picked) == 1:
+                (i, b), = picked.items()
+                yield [t[b] for t in self.parts[i].tensors]
+                continue
             fields = len(self.parts[0].tensors)
             yield [torch.cat([self.parts[i].tensors[f][picked[i]] for i in sorted(picked)])
                    for f in range(fields)]

@@ -5,9 +5,10 @@
     >>> s.n_experiences, s.classes_per_exp[0], s.fingerprint[:12]
     (5, [6, 3], '...')
 
-A stream holds one *store* of training rows and one of test rows; experience ``e`` is a set of
-row indices into each store. Split streams (class-incremental) index the dataset's own tensors;
-permuted streams (domain-incremental) store one permuted copy per experience. The class order
+A stream holds one *store* of training rows and one of test rows; experience ``e`` is a
+contiguous range of rows in each store (so reading an experience is a zero-copy slice). Split
+streams (class-incremental) regroup the dataset's rows by experience; permuted streams
+(domain-incremental) store one permuted copy per experience. The class order
 (split) or the permutations (permuted) are drawn from ``numpy.random.default_rng(seed)``, so a
 seed fixes them. ``version`` changes whenever the construction changes; ``fingerprint`` hashes
 the raw data read plus the construction, so results from different data never mix.
@@ -144,15 +145,22 @@ def split_stream(name: str, spec: StreamSpec, raw: RawData, seed: int,
     per = raw.n_classes // n_exp
     groups = [order[e * per:(e + 1) * per] for e in range(n_exp)]
 
-    def rows(y: torch.Tensor, classes: list[int]) -> torch.Tensor:
-        return torch.nonzero(torch.isin(y, torch.tensor(classes)), as_tuple=True)[0]
+    def layout(y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Rows grouped by experience (original order kept inside a group), so that each
+        experience is one contiguous range of the store and reads are zero-copy slices."""
+        groups_rows = [torch.nonzero(torch.isin(y, torch.tensor(g)), as_tuple=True)[0] for g in groups]
+        order = torch.cat(groups_rows)
+        starts = np.cumsum([0] + [len(r) for r in groups_rows])
+        return order, [torch.arange(int(starts[e]), int(starts[e + 1])) for e in range(n_exp)]
 
+    tr_order, tr_idx = layout(raw.y_train)
+    te_order, te_idx = layout(raw.y_test)
     return Stream(
         name=name, version=spec.version,
         scenario="task-il" if task_incremental else "class-il",
-        x_train=raw.x_train, y_train=raw.y_train, x_test=raw.x_test, y_test=raw.y_test,
-        train_idx=[rows(raw.y_train, g) for g in groups],
-        test_idx=[rows(raw.y_test, g) for g in groups],
+        x_train=raw.x_train[tr_order], y_train=raw.y_train[tr_order],
+        x_test=raw.x_test[te_order], y_test=raw.y_test[te_order],
+        train_idx=tr_idx, test_idx=te_idx,
         classes_per_exp=groups, n_classes=raw.n_classes,
         fingerprint=sha256_of(raw.fingerprint.encode(), repr((spec, order)).encode()),
         seed=seed,
