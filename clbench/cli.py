@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-run cells whose result already exists")
     r.add_argument("--metric", default="final_accuracy", help="metric of the final ranked table")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads per run (default: torch's choice); recorded in results")
 
     k = sub.add_parser("rank", help="ranked tables from a results folder")
     k.add_argument("results", help="results folder")
@@ -88,6 +90,11 @@ def cmd_run(a: argparse.Namespace) -> int:
     from clbench.suites import Cell, load_suite
     from clbench.sweep import run_cells
 
+    if a.threads is not None:
+        if a.threads < 1:
+            raise ClbenchError(f"--threads {a.threads}: must be at least 1")
+        import torch
+        torch.set_num_threads(a.threads)
     single = a.stream or a.strategy
     if a.suite and single:
         raise ClbenchError("give either --suite or --stream/--strategy, not both")
