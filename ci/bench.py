@@ -2,6 +2,7 @@
 
     python ci/bench.py overhead      # clbench vs a plain PyTorch loop vs stock Avalanche
     python ci/bench.py sae           # TopK SAE training step vs this machine's matmul rate
+    python ci/bench.py mono          # the quick suite with the monosemanticity block on vs off
 
 ``overhead`` runs Naive on split-fmnist with the MLP (1 epoch per experience, batch 128, SGD
 lr 0.01 momentum 0.9, the untrained model and then every experience evaluated after each one)
@@ -163,12 +164,50 @@ def overhead(argv: list[str]) -> None:
     print(f"  accuracy spread = {spread:.2f} points (target <= 1): {'met' if spread <= 1 else 'NOT met'}")
 
 
+def mono(argv: list[str]) -> None:
+    """Every cell of the quick suite run twice, interleaved: ``mono.when=off`` and the default
+    ``mono.when=end``; prints the total times and their ratio (issue 3 target: <= 1.30)."""
+    from clbench import build_stream, resolve_config, run
+    from clbench.suites import load_suite
+
+    ap = argparse.ArgumentParser(prog="bench.py mono")
+    ap.add_argument("--seeds", default=None, help="comma-separated subset of the suite's seeds")
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    warnings.filterwarnings("ignore")
+    suite = load_suite("quick")
+    seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else suite.seeds
+    total = {"off": 0.0, "end": 0.0}
+    block = 0.0
+    for st in suite.streams:
+        for seed in seeds:
+            stream = build_stream(st, seed=seed)
+            for strat in suite.strategies:
+                for when in ("off", "end"):
+                    cfg = resolve_config(st, strat, "mlp", seed, [f"mono.when={when}"])
+                    t0 = time.perf_counter()
+                    r = run(cfg, stream=stream)
+                    total[when] += time.perf_counter() - t0
+                    if when == "end":
+                        block += r.metric("mono_seconds")
+            print(f"{st} seed {seed}: off {total['off']:.1f} s, end {total['end']:.1f} s so far", flush=True)
+    ratio = total["end"] / total["off"]
+    print(f"\nquick suite ({len(seeds)} seed(s)), torch threads {torch.get_num_threads()}:")
+    print(f"  without block {total['off']:.1f} s, with block {total['end']:.1f} s "
+          f"(block itself {block:.1f} s)")
+    print(f"  ratio = {ratio:.2f}x (target <= 1.30): {'met' if ratio <= 1.30 else 'NOT met'}")
+
+
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("overhead", "sae"):
-        sys.exit("usage: python ci/bench.py {overhead,sae} [options]")
+    if len(sys.argv) < 2 or sys.argv[1] not in ("overhead", "sae", "mono"):
+        sys.exit("usage: python ci/bench.py {overhead,sae,mono} [options]")
     verb, rest = sys.argv[1], sys.argv[2:]
     if verb == "overhead":
         overhead(rest)
+    elif verb == "mono":
+        mono(rest)
     else:
         import bench_sae
         bench_sae.main(rest)

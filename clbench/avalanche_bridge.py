@@ -84,8 +84,8 @@ class Bridge:
             rows, x, y, offset = s.train_idx[e], s.x_train, s.y_train, 0
         else:
             rows, x, y, offset = s.test_idx[e], s.x_test, s.y_test, self.n_train
-        base = _make_taskaware_tensor_classification_dataset(
-            x[rows], y[rows], task_labels=s.task_labels[e])
+        base = _make_taskaware_tensor_classification_dataset(  # views of the store, no copy
+            _take(x, rows), _take(y, rows), task_labels=s.task_labels[e])
         ids = DataAttribute((rows + offset).tolist(), "sample_id")
         ds = base.__class__([base], data_attributes=[ids])
         self._ids[id(ds.sample_id)] = (ds.sample_id, rows + offset,

@@ -31,9 +31,18 @@ def _seeds(text: str) -> list[int]:
         raise ClbenchError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with clbench's one-line error format (``clbench: error: ...``, exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"clbench: error: {self.prog.split()[-1] if ' ' in self.prog else ''}"
+              f"{': ' if ' ' in self.prog else ''}{message}; see '{self.prog} --help'", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="clbench", description="Continual-learning benchmark harness.")
-    sub = ap.add_subparsers(dest="verb")
+    ap = _Parser(prog="clbench", description="Continual-learning benchmark harness.")
+    sub = ap.add_subparsers(dest="verb", parser_class=_Parser)
 
     ls = sub.add_parser("ls", help="list registered streams, strategies, models or suites")
     ls.add_argument("what", choices=["streams", "strategies", "models", "suites"])
@@ -110,9 +119,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         suite = load_suite(a.suite or "quick")
         seeds = _seeds(a.seeds) if a.seeds else suite.seeds
         models = _csv(a.model) if a.model else suite.models
-        cells = [Cell(c.stream, m, c.strategy, s) for c in suite.cells()
-                 if c.seed == suite.seeds[0] and c.model == suite.models[0]
-                 for s in seeds for m in models]
+        cells = [Cell(st, m, a, s) for st in suite.streams for s in seeds
+                 for m in models for a in suite.strategies]  # stream-major: one build per seed
         overrides = [*suite.overrides, *a.overrides]
     paths = run_cells(cells, a.results, overrides, a.data_root, a.resume, a.task_incremental,
                       a.download, show_progress=not a.quiet)

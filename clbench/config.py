@@ -6,7 +6,8 @@
     (3, 50.0, (200, 200))
 
 Override keys: a training key (``epochs``, ``batch_size``, ``lr``, ...), ``<method>.<param>`` for
-a method in the strategy, ``model.<param>``, or ``task_incremental``. The type of every value is
+a method in the strategy, ``model.<param>``, ``mono.<param>`` (the SAE/monosemanticity block,
+see :mod:`clbench.mono_eval`), or ``task_incremental``. The type of every value is
 the type of its default; an unknown key or a value of the wrong type is a :class:`ClbenchError`
 naming the key and the expected form. The resolved config is saved in every result file.
 """
@@ -18,6 +19,7 @@ from typing import Any, Iterable
 
 from clbench.errors import ClbenchError
 from clbench.models import MODELS
+from clbench.mono_eval import MONO_DEFAULTS, check_settings
 from clbench.registry import unknown_name_message
 from clbench.strategy_api import parse_combo
 from clbench.streams import STREAMS
@@ -48,6 +50,7 @@ class RunConfig:
     train: dict[str, Any]
     strategy_params: dict[str, dict[str, Any]]
     model_params: dict[str, Any]
+    mono: dict[str, Any] = field(default_factory=lambda: dict(MONO_DEFAULTS))
     data_root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -116,8 +119,10 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
     sparams = {s.name: s.params_for(family) for s in specs}
     mparams = model_defaults(model)
     task_il = False
+    mono = dict(MONO_DEFAULTS)
 
     known = (list(train) + ["task_incremental"] + [f"model.{k}" for k in mparams]
+             + [f"mono.{k}" for k in mono]
              + [f"{m}.{k}" for m, ps in sparams.items() for k in ps])
     for item in overrides:
         key, text = split_override(item)
@@ -125,6 +130,8 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
             train[key] = parse_value(key, text, train[key])
         elif key == "task_incremental":
             task_il = parse_value(key, text, False)
+        elif key.startswith("mono.") and key[5:] in mono:
+            mono[key[5:]] = parse_value(key, text, mono[key[5:]])
         elif key.startswith("model.") and key[6:] in mparams:
             mparams[key[6:]] = parse_value(key, text, mparams[key[6:]])
         elif "." in key and key.split(".", 1)[0] in sparams and key.split(".", 1)[1] in sparams[key.split(".", 1)[0]]:
@@ -139,6 +146,7 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
             raise ClbenchError(f"--set {k}={train[k]}: must be at least 1")
     if not train["lr"] > 0:
         raise ClbenchError(f"--set lr={train['lr']}: must be positive")
+    check_settings(mono)
     return RunConfig(stream=stream, strategy=strategy, model=model, seed=int(seed), family=family,
                      task_incremental=bool(task_il), train=train, strategy_params=sparams,
-                     model_params=mparams, data_root=data_root, options=dict(options or {}))
+                     model_params=mparams, mono=mono, data_root=data_root, options=dict(options or {}))

@@ -77,7 +77,7 @@ def _finite_or_none(v: Any) -> float | None:
 
 def params_tag(config: dict[str, Any], defaults: dict[str, Any]) -> str:
     """``""`` for default parameters, else ``"@"`` + 8 hex digits identifying the difference."""
-    keys = ("train", "strategy_params", "model_params", "task_incremental")
+    keys = ("train", "strategy_params", "model_params", "task_incremental", "mono")
     diff = {k: config.get(k) for k in keys if config.get(k) != defaults.get(k)}
     if not diff:
         return ""

@@ -32,6 +32,7 @@ from clbench.fastdata import FastDataPlugin
 from clbench.metrics.cl import CL_METRICS, cl_metrics
 from clbench.models import create_model
 from clbench.models.multihead import make_multihead
+from clbench.mono_eval import MONO_BLOCK_METRICS, mono_block
 from clbench.plugins import AccuracyRecorder, DivergedError, DivergenceGuard
 from clbench.provenance import determinism_settings, provenance
 from clbench.results import RunResult
@@ -134,8 +135,15 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
                                  skip_plugins=(FastDataPlugin, DivergenceGuard, AccuracyRecorder))
                 row, t_eval = evaluate()
                 R.append(row)
-                per_exp.append({"state_bytes": sb.total, "state_bytes_by_kind": sb.by_kind,
-                                "train_seconds": t_train, "eval_seconds": t_eval})
+                entry = {"state_bytes": sb.total, "state_bytes_by_kind": sb.by_kind,
+                         "train_seconds": t_train, "eval_seconds": t_eval}
+                when = cfg.mono["when"]
+                if when == "every" or (when == "end" and i == len(steps) - 1):
+                    t0 = time.perf_counter()
+                    seen = list(range(stream.n_experiences)) if offline else list(range(i + 1))
+                    entry["mono"] = mono_block(model, cfg.model, stream, seen, cfg.mono, cfg.seed)
+                    entry["mono_seconds"] = time.perf_counter() - t0
+                per_exp.append(entry)
                 if progress:
                     progress(i + 1, len(steps))
         except DivergedError as e:
@@ -153,6 +161,11 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
                 "eval_seconds": sum(p["eval_seconds"] for p in per_exp)}
         for name, value in cost.items():
             metrics[name] = {"value": float(value), "higher_is_better": COST_METRICS[name]}
+        if "mono" in per_exp[-1]:
+            for name, value in per_exp[-1]["mono"].items():
+                metrics[name] = {"value": value, "higher_is_better": MONO_BLOCK_METRICS[name]}
+            metrics["mono_seconds"] = {"value": sum(p.get("mono_seconds", 0.0) for p in per_exp),
+                                       "higher_is_better": False}
     prov = provenance(cfg.seed)
     prov["determinism"] = determinism_settings()
     return RunResult(

@@ -9,6 +9,7 @@ is built once per (stream, seed) and shared by the cells that use it.
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -55,35 +56,50 @@ def is_done(path: Path) -> bool:
     return True
 
 
+def _run_one(p: Planned, stream: Stream, results: str | Path, show_progress: bool) -> None:
+    """Run one planned cell on a built stream and write its result atomically."""
+    exp_bar = tqdm(total=stream.n_experiences, desc="  experiences", leave=False,
+                   disable=not show_progress, dynamic_ncols=True)
+
+    def progress(i: int, n: int) -> None:
+        exp_bar.total = n
+        exp_bar.update(i - exp_bar.n)
+
+    try:
+        result = run(p.config, stream=stream, progress=progress)
+    finally:
+        exp_bar.close()
+        gc.collect()  # Avalanche objects form cycles; free the run's tensors before the next
+    result.extra["label"] = p.cell.strategy + p.tag
+    write_result(result, results, p.tag)
+    if result.status != "ok":
+        tqdm.write(f"failed: {p.cell} : {str(result.error).splitlines()[0]}")
+
+
 def run_cells(cells: Iterable[Cell], results: str | Path, overrides: list[str] | None = None,
               data_root: str | None = None, resume: bool = True, task_incremental: bool = False,
               download: bool = False, show_progress: bool = True) -> list[Path]:
     """Run every cell not yet done; returns the result paths of all cells (done or skipped)."""
     planned = plan(cells, list(overrides or []), results, data_root, task_incremental)
     todo = [p for p in planned if not (resume and is_done(p.path))]
-    bar = tqdm(total=len(planned), initial=len(planned) - len(todo), desc="runs", unit="run",
-               disable=not show_progress, dynamic_ncols=True)
     cache: dict[tuple[str, int], Stream] = {}
-    for p in todo:
-        key = (p.cell.stream, p.cell.seed)
-        if key not in cache:
-            cache.clear()  # keep one stream in memory at a time
-            cache[key] = build_stream(p.cell.stream, seed=p.cell.seed, data_root=data_root,
-                                      task_incremental=task_incremental, download=download)
-        bar.set_postfix_str(f"{p.cell.stream} {p.cell.strategy} seed {p.cell.seed}")
-        exp_bar = tqdm(total=cache[key].n_experiences, desc="  experiences", leave=False,
-                       disable=not show_progress, dynamic_ncols=True)
-
-        def progress(i: int, n: int) -> None:
-            exp_bar.total = n
-            exp_bar.update(i - exp_bar.n)
-
-        result = run(p.config, stream=cache[key], progress=progress)
-        exp_bar.close()
-        result.extra["label"] = p.cell.strategy + p.tag
-        write_result(result, results, p.tag)
-        if result.status != "ok":
-            tqdm.write(f"failed: {p.cell} : {str(result.error).splitlines()[0]}")
-        bar.update(1)
-    bar.close()
+    if todo:  # load the first stream before any bar is drawn: missing data fails cleanly
+        first = todo[0].cell
+        cache[(first.stream, first.seed)] = build_stream(
+            first.stream, seed=first.seed, data_root=data_root,
+            task_incremental=task_incremental, download=download)
+    bar = tqdm(total=len(planned), initial=len(planned) - len(todo), desc="runs", unit="run",
+               disable=not show_progress, dynamic_ncols=True, leave=False)
+    try:
+        for p in todo:
+            key = (p.cell.stream, p.cell.seed)
+            if key not in cache:
+                cache.clear()  # keep one stream in memory at a time
+                cache[key] = build_stream(p.cell.stream, seed=p.cell.seed, data_root=data_root,
+                                          task_incremental=task_incremental, download=download)
+            bar.set_postfix_str(f"{p.cell.stream} {p.cell.strategy} seed {p.cell.seed}")
+            _run_one(p, cache[key], results, show_progress)
+            bar.update(1)
+    finally:
+        bar.close()  # leave=False: a failing sweep's error line is not mixed with a bar
     return [p.path for p in planned]

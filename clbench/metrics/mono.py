@@ -25,8 +25,8 @@ Definitions (codes ``z`` are non-negative, as ReLU/TopK SAEs produce; ``C`` clas
   determines the class; 0: firing is independent of the class.
 - ``sparse_probe_k{k}`` for ``k`` in ``probe_ks``: a seeded half of the samples trains, the
   other half tests. For each class ``c`` (one-vs-rest), the ``k`` latents with the largest
-  ``mean(z | y = c) - mean(z | y != c)`` on the training half feed a standardised, class-balanced
-  logistic regression; its *balanced* accuracy on the test half (mean of the true positive and
+  ``mean(z | y = c) - mean(z | y != c)`` on the training half feed a standardised (training-half statistics), class-balanced
+  logistic regression (liblinear solver); its *balanced* accuracy on the test half (mean of the true positive and
   true negative rates, so chance is 0.5 whatever the class frequency, as on SAEBench's balanced
   probing sets) is averaged over the classes.
 
@@ -44,8 +44,6 @@ from scipy.special import xlogy
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (adjusted_rand_score, balanced_accuracy_score, calinski_harabasz_score,
                              davies_bouldin_score, silhouette_score)
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from clbench.sae.quality import sae_quality
@@ -136,9 +134,11 @@ def sparse_probing(z: np.ndarray, y: np.ndarray, ks: Sequence[int] = PROBE_KS,
         order = np.argsort(-diff, kind="stable")
         for k in ks:
             top = order[:k]
-            probe = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
-            probe.fit(z_tr[:, top], pos_tr)
-            scores[k].append(balanced_accuracy_score(pos_te, probe.predict(z_te[:, top])))
+            mu, sd = z_tr[:, top].mean(axis=0), z_tr[:, top].std(axis=0) + 1e-8
+            probe = LogisticRegression(class_weight="balanced", solver="liblinear")
+            probe.fit((z_tr[:, top] - mu) / sd, pos_tr)
+            pred = probe.predict((z_te[:, top] - mu) / sd)
+            scores[k].append(balanced_accuracy_score(pos_te, pred))
     return {f"sparse_probe_k{k}": float(np.mean(v)) if v else NAN for k, v in scores.items()}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import torch
 
 from clbench import resolve_config, run
 from clbench.errors import ClbenchError
@@ -28,7 +29,12 @@ from clbench.streams import Stream
 @pytest.fixture(scope="module")
 def real_result(digits_stream: Stream) -> RunResult:
     """A real run (naive, 1 epoch) whose result every test here writes or mutates."""
-    r = run(resolve_config("split-digits", "naive", "mlp", 0, ["epochs=1"]), stream=digits_stream)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # see test_cli._one_thread: 2 threads on 2 busy cores crawl
+    try:
+        r = run(resolve_config("split-digits", "naive", "mlp", 0, ["epochs=1"]), stream=digits_stream)
+    finally:
+        torch.set_num_threads(before)
     assert r.status == "ok", r.error
     return r
 
