@@ -35,8 +35,8 @@ from clbench.streams import Stream
 
 #: ``--set mono.<key>=...`` defaults. ``when``: end | every | off. ``layer`` "": model default.
 MONO_DEFAULTS: dict[str, Any] = {
-    "when": "end", "layer": "", "expansion": 2, "k": 8, "steps": 80, "batch_size": 256,
-    "max_train": 4000, "max_eval": 1000,
+    "when": "end", "layer": "", "expansion": 2, "k": 8, "steps": 40, "batch_size": 256,
+    "lr": 0.002, "max_train": 4000, "max_eval": 600,
 }
 WHEN = ("end", "every", "off")
 
@@ -61,6 +61,8 @@ def check_settings(settings: dict[str, Any]) -> None:
     for key in ("expansion", "k", "steps", "batch_size", "max_train", "max_eval"):
         if settings[key] < 1:
             raise ClbenchError(f"--set mono.{key}={settings[key]}: must be at least 1")
+    if not settings["lr"] > 0:
+        raise ClbenchError(f"--set mono.lr={settings['lr']}: must be positive")
 
 
 def _rows(idx: list[torch.Tensor], limit: int, g: torch.Generator) -> torch.Tensor:
@@ -83,7 +85,7 @@ def mono_block(model: nn.Module, model_name: str, stream: Stream, seen: list[int
         a_te = capture(model, layer, stream.x_test[te])
         cfg = SAETrainConfig(n_latents=settings["expansion"] * a_tr.shape[1], k=settings["k"],
                              steps=settings["steps"], batch_size=min(settings["batch_size"], len(a_tr)),
-                             seed=seed)
+                             lr=settings["lr"], seed=seed)
         sae, _ = train_sae(a_tr, cfg)
         raw = monosemanticity(sae, a_te, stream.y_test[te], seed=seed)
     random.setstate(py_state)

@@ -84,7 +84,7 @@ def _n_labels_ok(labels: np.ndarray) -> bool:
 def silhouette(z: np.ndarray, labels: np.ndarray, n_samples: int, seed: int) -> float:
     """Silhouette score on a seeded subsample of ``n_samples`` rows; NaN if undefined."""
     rows = np.random.default_rng(seed).permutation(len(z))[:n_samples]
-    z, labels = z[rows], labels[rows]
+    z, labels = z[rows].astype(np.float64), labels[rows]  # float64: no chunked upcasting in sklearn
     return float(silhouette_score(z, labels)) if _n_labels_ok(labels) else NAN
 
 
