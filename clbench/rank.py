@@ -12,7 +12,7 @@ over the streams it ran on; strategies are ordered by mean rank, then by the num
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,8 @@ class Tables:
     higher_is_better: bool
     per_stream: dict[str, pd.DataFrame]
     overall: pd.DataFrame
+    #: (stream, label) -> number of failed runs (diverged or crashed), shown beside the seeds
+    failed: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def results_frame(results: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, bool]]:
@@ -68,6 +70,16 @@ def ci95(values: np.ndarray) -> float:
     return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
 
+def failed_runs(results: list[dict[str, Any]], multi_model: bool) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for r in results:
+        if r.get("status") == "failed":
+            c = r["config"]
+            label = r.get("label", c["strategy"]) + (f" / {c['model']}" if multi_model else "")
+            out[(c["stream"], label)] = out.get((c["stream"], label), 0) + 1
+    return out
+
+
 def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") -> Tables:
     df, direction = results_frame(results)
     if df.empty:
@@ -92,7 +104,8 @@ def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") 
     overall = pd.DataFrame({"mean_rank": rank_df.mean(axis=1), "streams": rank_df.count(axis=1)})
     overall = pd.concat([overall, rank_df], axis=1)
     overall = overall.sort_values(["mean_rank", "streams"], ascending=[True, False])
-    return Tables(metric, hib, per_stream, overall)
+    multi = len({r["config"]["model"] for r in results}) > 1
+    return Tables(metric, hib, per_stream, overall, failed_runs(results, multi))
 
 
 def _fmt(mean: float, ci: float, scale: float) -> str:
@@ -103,7 +116,8 @@ def _fmt(mean: float, ci: float, scale: float) -> str:
     return s if math.isnan(ci) else f"{s} ± {ci * scale:.{digits}f}"
 
 
-def stream_rows(t: pd.DataFrame, metric: str) -> tuple[list[str], list[list[Any]]]:
+def stream_rows(t: pd.DataFrame, metric: str, failed: dict[str, int] | None = None
+                ) -> tuple[list[str], list[list[Any]]]:
     cols = list(SHOWN) if metric in SHOWN else [metric, *SHOWN]
     present = [c for c in cols if (c, "mean") in t.columns]
     headers = ["rank", "strategy"] + [SHOWN.get(c, (c,))[0] for c in present] + ["seeds"]
@@ -111,8 +125,12 @@ def stream_rows(t: pd.DataFrame, metric: str) -> tuple[list[str], list[list[Any]
     for label, r in t.iterrows():
         rows.append([int(r[("rank", "")]), label]
                     + [_fmt(r[(c, "mean")], r[(c, "ci95")], SHOWN.get(c, (c, 1.0))[1]) for c in present]
-                    + [int(r[("seeds", "n")])])
+                    + [_seeds(int(r[("seeds", "n")]), (failed or {}).get(str(label), 0))])
     return headers, rows
+
+
+def _seeds(n: int, failed: int) -> str:
+    return f"{n} (+{failed} failed)" if failed else str(n)
 
 
 def render(tables: Tables, fmt: str = "md") -> str:
@@ -128,9 +146,11 @@ def render(tables: Tables, fmt: str = "md") -> str:
         return pd.concat(frames).to_csv(index=False, float_format="%.6g")
     if fmt != "md":
         raise ClbenchError(f"unknown format {fmt!r}; use md or csv")
-    out = [f"Ranked on `{tables.metric}` ({arrow}); mean ± 95% t-interval over seeds.\n"]
+    out = [f"Ranked on `{tables.metric}` ({arrow}); mean ± 95% t-interval over seeds. A run "
+           "that diverged or crashed is counted as failed and left out of the statistics.\n"]
     for stream, t in tables.per_stream.items():
-        headers, rows = stream_rows(t, tables.metric)
+        failed = {label: n for (st, label), n in tables.failed.items() if st == stream}
+        headers, rows = stream_rows(t, tables.metric, failed)
         out.append(f"### {stream}\n\n" + tabulate(rows, headers, tablefmt="github") + "\n")
     ov = tables.overall
     headers = ["strategy", "mean rank", "streams"] + [c for c in ov.columns[2:]]

@@ -100,7 +100,7 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
     model = build_model(cfg, stream)
     train = cfg.train
     ctx = BuildContext(stream=stream, model=model, batch_size=train["batch_size"],
-                       epochs=train["epochs"], seed=cfg.seed)
+                       epochs=train["epochs"], seed=cfg.seed, extras={"model_name": cfg.model})
     specs = parse_combo(cfg.strategy)
     template, method_plugins = build_components(specs, cfg.strategy_params, ctx)
     bridge = Bridge(stream)
