@@ -147,6 +147,11 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
     if not train["lr"] > 0:
         raise ClbenchError(f"--set lr={train['lr']}: must be positive")
     check_settings(mono)
+    if task_il:
+        for spec in specs:
+            if spec.no_task_il:
+                raise ClbenchError(f"strategy {spec.name!r} cannot run task-incremental: "
+                                   f"{spec.no_task_il}; drop --task-incremental or the method")
     return RunConfig(stream=stream, strategy=strategy, model=model, seed=int(seed), family=family,
                      task_incremental=bool(task_il), train=train, strategy_params=sparams,
                      model_params=mparams, mono=mono, data_root=data_root, options=dict(options or {}))

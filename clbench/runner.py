@@ -123,9 +123,10 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
         return list(acc.row), time.perf_counter() - t0
 
     status, error = "ok", None
+    b: list[float] = []
     with PeakRSS() as rss:
-        b, _ = evaluate()
         try:
+            b, _ = evaluate()
             steps = [bm.train_stream] if offline else list(bm.train_stream)
             for i, exp in enumerate(steps):
                 t0 = time.perf_counter()

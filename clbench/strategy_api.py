@@ -53,6 +53,8 @@ class StrategySpec:
     family_defaults: dict[str, dict[str, Any]]
     #: the method trains once on the whole stream (joint training): one row of R
     offline: bool = False
+    #: why the method cannot run task-incremental (multi-head); None when it can
+    no_task_il: str | None = None
 
     def params_for(self, family: str) -> dict[str, Any]:
         """Default parameters for streams of ``family``."""
@@ -65,7 +67,8 @@ STRATEGIES: Registry[StrategySpec] = Registry("strategy")
 def register_strategy(name: str, *, description: str, kind: Kind = "plugin",
                       defaults: dict[str, Any] | None = None,
                       family_defaults: dict[str, dict[str, Any]] | None = None,
-                      offline: bool = False) -> Callable[[Callable], Callable]:
+                      offline: bool = False,
+                      no_task_il: str | None = None) -> Callable[[Callable], Callable]:
     """Decorator registering a method builder ``f(params, ctx) -> plugin | strategy factory``."""
     if "+" in name:
         raise ValueError(f"strategy name {name!r} may not contain '+' (it joins methods)")
@@ -78,7 +81,7 @@ def register_strategy(name: str, *, description: str, kind: Kind = "plugin",
                              f"{sorted(unknown)}")
 
     def deco(fn: Callable) -> Callable:
-        spec = StrategySpec(name, fn, kind, defaults, fam, offline)
+        spec = StrategySpec(name, fn, kind, defaults, fam, offline, no_task_il)
         STRATEGIES.add(name, spec, description=description, kind=kind)
         return fn
 

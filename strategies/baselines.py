@@ -33,6 +33,7 @@ def naive(p: dict[str, Any], ctx: BuildContext) -> Any:
 
 
 @register_strategy("joint", kind="template", offline=True,
+                   no_task_il="Avalanche's JointTraining adapts the heads to one experience only",
                    description="one model trained on all experiences at once (offline upper bound)")
 def joint(p: dict[str, Any], ctx: BuildContext) -> Any:
     return JointTraining
@@ -87,6 +88,7 @@ def agem(p: dict[str, Any], ctx: BuildContext) -> AGEMPlugin:
 
 
 @register_strategy("der", kind="template",
+                   no_task_il="Avalanche's DER calls the model without task labels",
                    defaults={"mem_size": 200, "alpha": 0.1, "beta": 0.5},
                    description="Dark Experience Replay++: replays logits and labels "
                                "(Buzzega et al. 2020)")

@@ -55,8 +55,8 @@ class _Captured(Exception):
 def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512) -> Tensor:
     """Pooled activations ``[N, D]`` of ``layer`` for inputs ``x [N, ...]``.
 
-    Runs in eval mode without autograd (the caller's mode is restored) and stops each forward
-    pass at the hooked layer. Batches go to the model's device; the result is on ``x``'s.
+    Runs ``model.forward_features`` (every hook layer is on the feature path) in eval mode
+    without autograd (the caller's mode is restored) and stops each pass at the hooked layer. Batches go to the model's device; the result is on ``x``'s.
     """
     module, pool = hook_module(model, layer), _pool(model, layer)
     device = next(model.parameters()).device
@@ -69,10 +69,13 @@ def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512) -> T
     was_training = model.training
     handle = module.register_forward_hook(hook)
     model.eval()
+    # every hook layer lies on the feature path, so run that: a multi-head model's forward
+    # would also need task labels, which the features do not
+    forward = getattr(model, "forward_features", model)
     try:
         for start in range(0, x.shape[0], batch_size):
             try:
-                model(x[start:start + batch_size].to(device))
+                forward(x[start:start + batch_size].to(device))
             except _Captured:
                 pass
     finally:

@@ -89,3 +89,24 @@ def test_divergence_is_recorded_not_raised(digits_stream: Stream) -> None:
 def test_bad_combinations_are_user_errors(combo: str, fragment: str) -> None:
     with pytest.raises(ClbenchError, match=fragment):
         parse_combo(combo)
+
+
+@pytest.fixture(scope="module")
+def digits_task_il() -> Stream:
+    from clbench.streams import build_stream
+    return build_stream("split-digits", seed=0, task_incremental=True)
+
+
+@pytest.mark.parametrize("name", [e.name for e in STRATEGIES])
+def test_task_incremental_runs_or_refuses_clearly(name: str, digits_task_il: Stream) -> None:
+    overrides = FAST + ["task_incremental=true", "mono.when=off"]
+    spec = STRATEGIES.get(name).obj
+    if spec.no_task_il:
+        with pytest.raises(ClbenchError, match="cannot run task-incremental"):
+            resolve_config("split-digits", name, "mlp", 0, overrides)
+        return
+    r = run(resolve_config("split-digits", name, "mlp", 0, overrides), stream=digits_task_il)
+    assert r.status == "ok", r.error
+    assert r.stream["scenario"] == "task-il"
+    # each head sees only its own 2 classes: the first experience is learned well above chance
+    assert r.accuracy_matrix[0][0] > 0.6
