@@ -97,7 +97,8 @@ def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") 
         agg[("seeds", "n")] = g.groupby("label")["seed"].nunique()
         key = agg[(metric, "mean")]
         agg[("rank", "")] = key.rank(ascending=not hib, method="min")
-        agg = agg.sort_values([("rank", ""), (metric, "mean")], ascending=[True, not hib])
+        agg = agg.sort_values([("rank", ""), (metric, "mean")], ascending=[True, not hib],
+                              na_position="last")  # undefined metric (joint's forgetting) last
         per_stream[str(stream)] = agg
         ranks[str(stream)] = key.rank(ascending=not hib, method="average")
     rank_df = pd.DataFrame(ranks)
@@ -123,7 +124,8 @@ def stream_rows(t: pd.DataFrame, metric: str, failed: dict[str, int] | None = No
     headers = ["rank", "strategy"] + [SHOWN.get(c, (c,))[0] for c in present] + ["seeds"]
     rows = []
     for label, r in t.iterrows():
-        rows.append([int(r[("rank", "")]), label]
+        rank = r[("rank", "")]
+        rows.append(["-" if math.isnan(rank) else int(rank), label]
                     + [_fmt(r[(c, "mean")], r[(c, "ci95")], SHOWN.get(c, (c, 1.0))[1]) for c in present]
                     + [_seeds(int(r[("seeds", "n")]), (failed or {}).get(str(label), 0))])
     return headers, rows

@@ -26,6 +26,42 @@ from avalanche.training.plugins import (
 from clbench.strategy_api import BuildContext, register_strategy
 
 
+class CPUSafeSI(SynapticIntelligencePlugin):
+    """Avalanche 0.6's Synaptic Intelligence with one fix for CPU runs.
+
+    Avalanche stores parameter snapshots as ``param.detach().cpu().flatten()``. On a GPU that is
+    a copy; on the CPU it is a *view* of the live parameter, so the "old" weights always equal
+    the new ones, every step's change ``theta_new - theta_old`` is 0, the path integral
+    ``omega = sum_t g_t * delta_theta_t`` is 0, and SI silently degenerates to fine-tuning. We
+    copy the two snapshots right after Avalanche takes them.
+
+    Once the path integral is real, a second problem shows: Avalanche clamps the importance
+    ``Omega`` only from above (at 0.001), and noisy steps make some ``Omega`` negative, so the
+    penalty ``lambda/2 * sum Omega (theta - theta*)^2`` is unbounded below and training diverges
+    (seen on split-digits at every lambda). SI's importance is non-negative by construction
+    (Zenke et al. 2017, eq. 5 with omega >= 0 in expectation), so we also clamp it at 0 from
+    below. Everything else is Avalanche's.
+    """
+
+    @staticmethod
+    def _freeze(params: dict) -> None:
+        for pd in params.values():
+            pd.data = pd.data.clone()
+
+    def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001
+        super().before_training_exp(strategy, **kwargs)
+        self._freeze(self.ewc_data[0])              # theta* at the start of the experience
+
+    def before_training_iteration(self, strategy, **kwargs) -> None:  # noqa: ANN001
+        super().before_training_iteration(strategy, **kwargs)
+        self._freeze(self.syn_data["old_theta"])    # theta before this step
+
+    def after_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001
+        super().after_training_exp(strategy, **kwargs)
+        for pd in self.ewc_data[1].values():        # Omega >= 0
+            pd.data = pd.data.clamp(min=0.0)
+
+
 @register_strategy("naive", kind="template",
                    description="fine-tuning on each experience in turn (lower bound)")
 def naive(p: dict[str, Any], ctx: BuildContext) -> Any:
@@ -60,10 +96,11 @@ def ewc_online(p: dict[str, Any], ctx: BuildContext) -> EWCPlugin:
     return EWCPlugin(ewc_lambda=p["ewc_lambda"], mode="online", decay_factor=p["decay_factor"])
 
 
-@register_strategy("si", defaults={"si_lambda": 1.0},
-                   description="Synaptic Intelligence (Zenke et al. 2017)")
+@register_strategy("si", defaults={"si_lambda": 100.0},
+                   description="Synaptic Intelligence (Zenke et al. 2017); Avalanche plugin with "
+                               "two CPU fixes (see CPUSafeSI)")
 def si(p: dict[str, Any], ctx: BuildContext) -> SynapticIntelligencePlugin:
-    return SynapticIntelligencePlugin(si_lambda=p["si_lambda"])
+    return CPUSafeSI(si_lambda=p["si_lambda"])
 
 
 @register_strategy("lwf", defaults={"alpha": 1.0, "temperature": 2.0},

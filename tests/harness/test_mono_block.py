@@ -64,3 +64,18 @@ def test_rank_by_a_monosemanticity_metric(digits_stream: Stream) -> None:
 def test_bad_mono_settings_are_user_errors(override: str, fragment: str) -> None:
     with pytest.raises(ClbenchError, match=fragment):
         resolve_config("split-digits", "naive", "mlp", 0, [override])
+
+
+def test_rank_on_a_metric_undefined_for_a_strategy(digits_stream: Stream) -> None:
+    """joint has one row of R, so no forgetting: it is listed last with rank '-'."""
+    from clbench.rank import render
+    results = []
+    for s in ("joint", "naive", "replay"):
+        r = run(resolve_config("split-digits", s, "mlp", 0, FAST + ["mono.when=off"]),
+                stream=digits_stream).to_json()
+        r["label"] = s
+        results.append(r)
+    t = rank_results(results, metric="forgetting_max")
+    assert list(t.per_stream["split-digits"].index)[-1] == "joint"
+    text = render(t, "md")
+    assert "|      - | joint" in text or "| -      | joint" in text or "- | joint" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training.plugins.evaluation import EvaluationPlugin
 
@@ -110,3 +111,30 @@ def test_task_incremental_runs_or_refuses_clearly(name: str, digits_task_il: Str
     assert r.stream["scenario"] == "task-il"
     # each head sees only its own 2 classes: the first experience is learned well above chance
     assert r.accuracy_matrix[0][0] > 0.6
+
+
+def test_si_accumulates_importance_on_cpu(digits_stream: Stream) -> None:
+    """Avalanche 0.6's SI aliases its weight snapshots on CPU (the importance stays 0 and SI
+    equals naive); clbench's CPUSafeSI copies them and keeps the importance non-negative."""
+    from strategies.baselines import CPUSafeSI
+
+    cfg = resolve_config("split-digits", "si", "mlp", 0, FAST + ["mono.when=off"])
+    holder: list[CPUSafeSI] = []
+
+    class Spy(CPUSafeSI):
+        def after_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001
+            super().after_training_exp(strategy, **kwargs)
+            holder.append(self)
+
+    import strategies.baselines as baselines
+    original = baselines.CPUSafeSI
+    baselines.CPUSafeSI = Spy
+    try:
+        r_si = run(cfg, stream=digits_stream)
+    finally:
+        baselines.CPUSafeSI = original
+    omega = torch.cat([p.data.flatten() for p in holder[-1].ewc_data[1].values()])
+    assert float(omega.max()) > 0 and float(omega.min()) >= 0
+    r_naive = run(resolve_config("split-digits", "naive", "mlp", 0, FAST + ["mono.when=off"]),
+                  stream=digits_stream)
+    assert r_si.accuracy_matrix != r_naive.accuracy_matrix

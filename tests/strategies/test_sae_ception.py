@@ -151,3 +151,18 @@ def test_bad_parameters_are_user_errors(digits_stream: Stream, override: str,
     with pytest.raises(ClbenchError, match=fragment):
         run(resolve_config("split-digits", "sae-ception", "mlp", 0, ["epochs=1", override]),
             stream=digits_stream)
+
+
+@pytest.mark.parametrize("model, layer", [
+    ("cnn", "fc"), ("vit", "cls"), ("vit", "block2"), ("convnextv2", "head"),
+])
+def test_runs_on_every_model_family_layer(digits_stream: Stream, model: str, layer: str) -> None:
+    """The issue's layers: CNN features, the ViT CLS token and a block, ConvNeXt-V2's head."""
+    from clbench import resolve_config, run
+
+    cfg = resolve_config("split-digits", "sae-ception", model, 0,
+                         ["epochs=1", "batch_size=128", "mono.when=off", f"sae-ception.layer={layer}",
+                          "sae-ception.sae_steps=5", "sae-ception.expansion=1"])
+    r = run(cfg, stream=digits_stream)
+    assert r.status == "ok", r.error
+    assert len(r.accuracy_matrix) == digits_stream.n_experiences
