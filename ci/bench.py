@@ -8,7 +8,9 @@
 lr 0.01 momentum 0.9, the untrained model and then every experience evaluated after each one)
 three ways, with the same work in each:
 
-* clbench: ``clbench.run`` on the prebuilt stream (Avalanche's Naive + clbench's data path);
+* clbench: ``clbench.run`` on the prebuilt stream (Avalanche's Naive + clbench's data path),
+  with the monosemanticity block off so all three do the same work (``bench.py mono`` measures
+  the block);
 * plain: a PyTorch loop written below over the same tensors;
 * stock Avalanche: ``SplitFMNIST`` over torchvision's ``FashionMNIST`` (the Debian files copied
   into a temporary torchvision layout), with clbench's class order for the seed, ``Naive`` and
@@ -46,7 +48,7 @@ def time_clbench(seed: int) -> tuple[float, float]:
     stream = build_stream("split-fmnist", seed=seed)
     cfg = resolve_config("split-fmnist", "naive", "mlp", seed,
                          ["epochs=1", f"batch_size={BATCH}", f"lr={LR}", f"momentum={MOMENTUM}",
-                          f"eval_batch_size={EVAL_BATCH}"])
+                          f"eval_batch_size={EVAL_BATCH}", "mono.when=off"])
     t0 = time.perf_counter()
     r = run(cfg, stream=stream)
     return time.perf_counter() - t0, r.metric("final_accuracy")
