@@ -134,7 +134,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def cmd_rank(a: argparse.Namespace) -> int:
     from clbench.rank import rank_results, render
-    from clbench.results import load_results, write_json_atomic  # noqa: F401
+    from clbench.results import load_results
 
     text = render(rank_results(load_results(a.results), a.metric), a.format)
     if a.title and a.format == "md":

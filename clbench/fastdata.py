@@ -17,7 +17,6 @@ It covers the plain training loader, Avalanche's task-balanced and replay loader
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -148,7 +147,3 @@ class FastDataPlugin(SupervisedPlugin):
                               drop_last=bool(loader.drop_last))
         raise TypeError(f"FastDataPlugin cannot convert a {type(loader).__name__}")
 
-
-def batches(loader: FastLoader, n: int) -> list[list[torch.Tensor]]:
-    """The first ``n`` batches of ``loader`` (for tests and benchmarks)."""
-    return list(itertools.islice(iter(loader), n))
