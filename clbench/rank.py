@@ -45,15 +45,24 @@ class Tables:
     failed: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
+def strategy_label(result: dict[str, Any], multi_model: bool) -> str:
+    """The row name of a result: its strategy (with parameter tag), plus the model when several
+    models share a table."""
+    c = result["config"]
+    label = result.get("label", c["strategy"])
+    return f"{label} / {c['model']}" if multi_model else label
+
+
 def results_frame(results: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, bool]]:
     """One row per successful result: stream, model, label, seed and every metric value;
     plus metric name -> higher_is_better."""
     rows, direction = [], {}
+    multi = len({r["config"]["model"] for r in results}) > 1
     for r in results:
         if r.get("status") != "ok":
             continue
         c = r["config"]
-        row = {"stream": c["stream"], "model": c["model"], "label": r.get("label", c["strategy"]),
+        row = {"stream": c["stream"], "model": c["model"], "label": strategy_label(r, multi),
                "seed": c["seed"]}
         for name, m in r["metrics"].items():
             row[name] = math.nan if m["value"] is None else float(m["value"])
@@ -74,9 +83,8 @@ def failed_runs(results: list[dict[str, Any]], multi_model: bool) -> dict[tuple[
     out: dict[tuple[str, str], int] = {}
     for r in results:
         if r.get("status") == "failed":
-            c = r["config"]
-            label = r.get("label", c["strategy"]) + (f" / {c['model']}" if multi_model else "")
-            out[(c["stream"], label)] = out.get((c["stream"], label), 0) + 1
+            key = (r["config"]["stream"], strategy_label(r, multi_model))
+            out[key] = out.get(key, 0) + 1
     return out
 
 
@@ -87,8 +95,6 @@ def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") 
     if metric not in direction:
         raise ClbenchError(unknown_name_message("metric", metric, sorted(direction)))
     hib = direction[metric]
-    if df["model"].nunique() > 1:
-        df["label"] = df["label"] + " / " + df["model"]
     metrics = [m for m in direction if m in df.columns]
     per_stream: dict[str, pd.DataFrame] = {}
     ranks: dict[str, pd.Series] = {}

@@ -83,22 +83,25 @@ def run_cells(cells: Iterable[Cell], results: str | Path, overrides: list[str] |
     planned = plan(cells, list(overrides or []), results, data_root, task_incremental)
     todo = [p for p in planned if not (resume and is_done(p.path))]
     cache: dict[tuple[str, int], Stream] = {}
+
+    def stream_for(cell: Cell) -> Stream:
+        """The cell's stream, built once per (stream, seed); one stream in memory at a time."""
+        key = (cell.stream, cell.seed)
+        if key not in cache:
+            cache.clear()
+            cache[key] = build_stream(cell.stream, seed=cell.seed, data_root=data_root,
+                                      task_incremental=task_incremental, download=download)
+        return cache[key]
+
     if todo:  # load the first stream before any bar is drawn: missing data fails cleanly
-        first = todo[0].cell
-        cache[(first.stream, first.seed)] = build_stream(
-            first.stream, seed=first.seed, data_root=data_root,
-            task_incremental=task_incremental, download=download)
+        stream_for(todo[0].cell)
     bar = tqdm(total=len(planned), initial=len(planned) - len(todo), desc="runs", unit="run",
                disable=not show_progress, dynamic_ncols=True, leave=False)
     try:
         for p in todo:
-            key = (p.cell.stream, p.cell.seed)
-            if key not in cache:
-                cache.clear()  # keep one stream in memory at a time
-                cache[key] = build_stream(p.cell.stream, seed=p.cell.seed, data_root=data_root,
-                                          task_incremental=task_incremental, download=download)
+            stream = stream_for(p.cell)
             bar.set_postfix_str(f"{p.cell.stream} {p.cell.strategy} seed {p.cell.seed}")
-            _run_one(p, cache[key], results, show_progress)
+            _run_one(p, stream, results, show_progress)
             bar.update(1)
     finally:
         bar.close()  # leave=False: a failing sweep's error line is not mixed with a bar
