@@ -3,6 +3,7 @@
     python ci/bench.py overhead      # clbench vs a plain PyTorch loop vs stock Avalanche
     python ci/bench.py sae           # TopK SAE training step vs this machine's matmul rate
     python ci/bench.py mono          # the quick suite with the monosemanticity block on vs off
+    python ci/bench.py sweep         # one small suite on the local, process and ray executors
 
 ``overhead`` runs Naive on split-fmnist with the MLP (1 epoch per experience, batch 128, SGD
 lr 0.01 momentum 0.9, the untrained model and then every experience evaluated after each one)
@@ -203,13 +204,16 @@ def mono(argv: list[str]) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("overhead", "sae", "mono"):
-        sys.exit("usage: python ci/bench.py {overhead,sae,mono} [options]")
+    if len(sys.argv) < 2 or sys.argv[1] not in ("overhead", "sae", "mono", "sweep"):
+        sys.exit("usage: python ci/bench.py {overhead,sae,mono,sweep} [options]")
     verb, rest = sys.argv[1], sys.argv[2:]
     if verb == "overhead":
         overhead(rest)
     elif verb == "mono":
         mono(rest)
+    elif verb == "sweep":
+        import bench_sweep
+        bench_sweep.main(rest)
     else:
         import bench_sae
         bench_sae.main(rest)

@@ -2,10 +2,17 @@
 
     clbench run                                   # the quick suite on embedded data, ranked table
     clbench run --suite cpu-v1 --results leaderboard/results
+    clbench run --suite quick --executor process --workers 2      # cells in parallel processes
+    clbench run --suite cpu-v1 --executor ray --address auto --workers 8   # on a Ray cluster
     clbench run --stream split-fmnist --strategy naive,ewc,replay+ewc --model mlp --seeds 0,1,2 \\
                 --set epochs=2 --set ewc.ewc_lambda=500
     clbench rank results/ --metric forgetting_max --format md --out table.md
+    clbench run --stream split-digits --strategy naive --seeds 0 --keep-checkpoints
+    clbench analyze results/split-digits/mlp/naive/seed0.json      # feature-level forgetting
     clbench ls strategies
+    clbench leaderboard leaderboard/results --name cpu-v1    # README, CSV, figures, index.html
+    clbench check results/ --baseline leaderboard/baselines/quick.json   # exit 1 on a regression
+    clbench submit strategies/my_method.py --suite cpu-v1 --results leaderboard/results
 
 A user mistake (unknown name, bad override, missing data) prints one ``clbench: error: ...``
 line and exits with status 2.
@@ -13,9 +20,10 @@ line and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from clbench.errors import ClbenchError
 
@@ -59,12 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None, help="folder holding datasets (torchvision layout)")
     r.add_argument("--download", action="store_true", help="download missing datasets (needs a network)")
     r.add_argument("--task-incremental", action="store_true", help="multi-head, task labels given")
+    r.add_argument("--keep-checkpoints", action="store_true",
+                   help="save the model after each experience next to the result "
+                        "(seed<k>.ckpt/exp<j>.pt), for 'clbench analyze'")
     r.add_argument("--no-resume", dest="resume", action="store_false",
                    help="re-run cells whose result already exists")
     r.add_argument("--metric", default="final_accuracy", help="metric of the final ranked table")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads per run (default: torch's choice); recorded in results")
+    r.add_argument("--executor", default="local",
+                   help="where cells run: local (in turn, default), process (a local process pool) "
+                        "or ray (Ray tasks; pip install 'clbench[ray]')")
+    r.add_argument("--workers", type=int, default=None,
+                   help="cells run at once by process/ray (default: all cores / cluster CPUs)")
+    r.add_argument("--address", default=None,
+                   help="an existing Ray cluster for --executor ray, e.g. auto or HOST:6379 "
+                        "(default: start a local one)")
 
     k = sub.add_parser("rank", help="ranked tables from a results folder")
     k.add_argument("results", help="results folder")
@@ -72,7 +91,110 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--format", default="md", choices=["md", "csv"])
     k.add_argument("--out", default=None, help="write the table to this file instead of stdout")
     k.add_argument("--title", default=None, help="a heading above the Markdown tables")
+
+    z = sub.add_parser("analyze", help="feature-level forgetting of a run kept with "
+                                       "--keep-checkpoints (crosscoder, report.html)")
+    z.add_argument("run", help="a result JSON with checkpoints")
+    z.add_argument("--layers", default=None,
+                   help="hook layers, comma-separated (default: up to 3 ending at the head input)")
+    z.add_argument("--probe-size", type=int, default=4000, help="test rows probed (default 4000)")
+    z.add_argument("--k", type=int, default=32, help="active crosscoder latents per row (default 32)")
+    z.add_argument("--expansion", type=int, default=4,
+                   help="crosscoder latents = expansion x the widest layer (default 4)")
+    z.add_argument("--steps", type=int, default=1000, help="crosscoder training steps (default 1000)")
+    z.add_argument("--lr", type=float, default=1e-3, help="crosscoder Adam learning rate")
+    z.add_argument("--seed", type=int, default=0, help="seed of the probe and the crosscoder")
+    z.add_argument("--top", type=int, default=8, help="features shown in the report (default 8)")
+    z.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    z.add_argument("--out", default=None, help="output folder (default <result>.analysis/)")
+    z.add_argument("--data-root", default=None, help="dataset folder, if not the run's")
+    z.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_leaderboard_verbs(sub)
     return ap
+
+
+def _add_leaderboard_verbs(sub: Any) -> None:
+    """``leaderboard``, ``check`` and ``submit`` (see clbench.leaderboard, .check, .submit)."""
+    lb = sub.add_parser("leaderboard", help="write a leaderboard folder: README.md, CSV, "
+                                            "figures and index.html")
+    lb.add_argument("results", help="results folder")
+    lb.add_argument("--name", default="leaderboard", help="its name: the CSV's file name and the "
+                                                          "title (e.g. cpu-v1)")
+    lb.add_argument("--out-dir", default=None, help="where to write (default: the results "
+                                                    "folder's parent)")
+    lb.add_argument("--metric", default="final_accuracy", help="metric to rank on")
+    lb.add_argument("--title", default=None, help="page title (default 'clbench leaderboard: NAME')")
+
+    c = sub.add_parser("check", help="compare results with a baseline; exit 1 on a regression")
+    c.add_argument("results", help="results folder")
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--baseline", help="baseline file to compare with")
+    g.add_argument("--write-baseline", metavar="FILE", help="write a baseline made from RESULTS")
+    c.add_argument("--metric", default="final_accuracy",
+                   help="metrics to compare, comma-separated (a baseline stores final_accuracy, "
+                        "avg_incremental_accuracy, forgetting_max, bwt)")
+    c.add_argument("--z", type=float, default=None,
+                   help="tolerance in standard errors of the difference (default 5)")
+    c.add_argument("--floor", type=float, default=None,
+                   help="smallest tolerance, in metric units (default 0.03)")
+
+    s = sub.add_parser("submit", help="run a suite for a new method file, verify the results "
+                                      "and add them to the leaderboard")
+    s.add_argument("file", help="the method's .py file (see strategies/TEMPLATE.py)")
+    s.add_argument("--suite", default="cpu-v1", help="suite name or .yaml file (default cpu-v1)")
+    s.add_argument("--results", default="leaderboard/results", help="the leaderboard's results")
+    s.add_argument("--from", dest="from_dir", default=None,
+                   help="take the suite's results from this folder instead of running them")
+    s.add_argument("--out-dir", default=None, help="leaderboard folder to regenerate "
+                                                   "(default: the results folder's parent)")
+    s.add_argument("--data-root", default=None, help="folder holding datasets")
+    s.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def cmd_leaderboard(a: argparse.Namespace) -> int:
+    from clbench.leaderboard import build_leaderboard
+
+    out = Path(a.out_dir) if a.out_dir else Path(a.results).parent
+    for p in build_leaderboard(a.results, out, a.name, a.metric, a.title):
+        print(p)
+    return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from clbench.check import (FLOOR, Z, collect, compare, failing, load_baseline, render_rows,
+                               summary, write_baseline)
+    from clbench.results import load_results
+
+    results = load_results(a.results)
+    current = collect(results)
+    if a.write_baseline:
+        path = write_baseline(results, a.write_baseline, source=a.results)
+        print(f"baseline of {len(current)} cells from {a.results} written to {path}")
+        return 0
+    z = Z if a.z is None else a.z
+    floor = FLOOR if a.floor is None else a.floor
+    rows = compare(load_baseline(a.baseline), current, tuple(_csv(a.metric)), z, floor)
+    print(render_rows(rows))
+    print(summary(rows))
+    return 1 if failing(rows) else 0
+
+
+def cmd_submit(a: argparse.Namespace) -> int:
+    import torch
+
+    from clbench.submit import submit
+
+    if a.threads < 1:
+        raise ClbenchError(f"--threads {a.threads}: must be at least 1")
+    torch.set_num_threads(a.threads)
+    s = submit(a.file, a.suite, a.results, a.from_dir, a.data_root, a.out_dir,
+               show_progress=not a.quiet)
+    print(f"accepted {s.strategy!r}: {len(s.results)} results added to {a.results} "
+          f"(re-run max |diff| {s.rerun_max_diff:.2g}); regenerated:")
+    for p in s.outputs:
+        print(f"  {p}")
+    return 0
 
 
 def cmd_ls(what: str) -> int:
@@ -123,12 +245,44 @@ def cmd_run(a: argparse.Namespace) -> int:
         cells = [Cell(st, m, a, s) for st in suite.streams for s in seeds
                  for m in models for a in suite.strategies]  # stream-major: one build per seed
         overrides = [*suite.overrides, *a.overrides]
+    if a.keep_checkpoints:
+        overrides = [*overrides, "keep_checkpoints=true"]
+        if a.resume:
+            _refuse_done_without_checkpoints(cells, overrides, a)
     paths = run_cells(cells, a.results, overrides, a.data_root, a.resume, a.task_incremental,
-                      a.download, show_progress=not a.quiet)
+                      a.download, show_progress=not a.quiet, executor=a.executor,
+                      workers=a.workers, address=a.address, threads=a.threads)
     results = [load_result(p) for p in paths if p.exists()]
     failed = [r for r in results if r["status"] != "ok"]
     print(render(rank_results(results, a.metric), "md"))
     print(f"{len(results)} results in {a.results}/" + (f", {len(failed)} failed" if failed else ""))
+    return 0
+
+
+def _refuse_done_without_checkpoints(cells: Sequence[Any], overrides: list[str],
+                                     a: argparse.Namespace) -> None:
+    """--keep-checkpoints with resume: a finished cell without checkpoints would be skipped."""
+    from clbench.sweep import is_done, plan
+
+    bare = [p.path for p in plan(cells, overrides, a.results, a.data_root, a.task_incremental)
+            if is_done(p.path) and "checkpoints" not in json.loads(p.path.read_text())]
+    if bare:
+        more = f" and {len(bare) - 1} more results" if len(bare) > 1 else ""
+        raise ClbenchError(f"{bare[0]}{more} finished without checkpoints; add --no-resume to "
+                           "re-run with --keep-checkpoints")
+
+
+def cmd_analyze(a: argparse.Namespace) -> int:
+    from clbench.analyze import AnalyzeSettings, CrosscoderSettings, analyze
+
+    settings = AnalyzeSettings(
+        layers=_csv(a.layers) if a.layers else None, probe_size=a.probe_size, top=a.top,
+        device=a.device, crosscoder=CrosscoderSettings(expansion=a.expansion, k=a.k,
+                                                       steps=a.steps, lr=a.lr, seed=a.seed))
+    block = analyze(a.run, settings, out=a.out, data_root=a.data_root, progress=not a.quiet)
+    for name, value in block["summary"].items():
+        print(f"{name:<36} {'-' if value is None else f'{value:.4f}'}")
+    print(f"report: {Path(a.run).parent / block['report']}")
     return 0
 
 
@@ -160,6 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ls(a.what)
         if a.verb == "rank":
             return cmd_rank(a)
+        if a.verb in ("leaderboard", "check", "submit"):
+            return {"leaderboard": cmd_leaderboard, "check": cmd_check,
+                    "submit": cmd_submit}[a.verb](a)
+        if a.verb == "analyze":
+            return cmd_analyze(a)
         if a.verb in (None, "run"):
             if a.verb is None:
                 a = ap.parse_args(["run", *(argv or [])])

@@ -7,8 +7,9 @@
 
 Override keys: a training key (``epochs``, ``batch_size``, ``lr``, ...), ``<method>.<param>`` for
 a method in the strategy, ``model.<param>``, ``mono.<param>`` (the SAE/monosemanticity block,
-see :mod:`clbench.mono_eval`), or ``task_incremental``. The type of every value is
-the type of its default; an unknown key or a value of the wrong type is a :class:`ClbenchError`
+see :mod:`clbench.mono_eval`), ``task_incremental``, or ``keep_checkpoints`` (save the model
+after each experience, see :mod:`clbench.checkpoints`; it changes no result, so no path tag).
+The type of every value is the type of its default; an unknown key or a value of the wrong type is a :class:`ClbenchError`
 naming the key and the expected form. The resolved config is saved in every result file.
 """
 from __future__ import annotations
@@ -28,6 +29,12 @@ from clbench.streams import STREAMS
 TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": 5, "batch_size": 32, "eval_batch_size": 1000, "optimizer": "sgd",
     "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0,
+    # > 0: hold out this fraction of each experience's training rows and evaluate on it instead
+    # of the test set (hyperparameter search; see clbench.streams.holdout)
+    "validation": 0.0,
+    # where training and evaluation run ("cpu", "cuda", "cuda:1"); results are bit-identical
+    # across runs on the CPU only
+    "device": "cpu",
 }
 FAMILY_TRAIN: dict[str, dict[str, Any]] = {
     "embedded": {"epochs": 10, "batch_size": 32},
@@ -53,6 +60,8 @@ class RunConfig:
     mono: dict[str, Any] = field(default_factory=lambda: dict(MONO_DEFAULTS))
     data_root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: save the model's state_dict after each experience next to the result (clbench.checkpoints)
+    keep_checkpoints: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,7 +130,8 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
     task_il = False
     mono = dict(MONO_DEFAULTS)
 
-    known = (list(train) + ["task_incremental"] + [f"model.{k}" for k in mparams]
+    keep_ckpt = False
+    known = (list(train) + ["task_incremental", "keep_checkpoints"] + [f"model.{k}" for k in mparams]
              + [f"mono.{k}" for k in mono]
              + [f"{m}.{k}" for m, ps in sparams.items() for k in ps])
     for item in overrides:
@@ -130,6 +140,8 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
             train[key] = parse_value(key, text, train[key])
         elif key == "task_incremental":
             task_il = parse_value(key, text, False)
+        elif key == "keep_checkpoints":
+            keep_ckpt = parse_value(key, text, False)
         elif key.startswith("mono.") and key[5:] in mono:
             mono[key[5:]] = parse_value(key, text, mono[key[5:]])
         elif key.startswith("model.") and key[6:] in mparams:
@@ -146,6 +158,15 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
             raise ClbenchError(f"--set {k}={train[k]}: must be at least 1")
     if not train["lr"] > 0:
         raise ClbenchError(f"--set lr={train['lr']}: must be positive")
+    dev = str(train["device"])
+    if dev != "cpu" and not dev.startswith("cuda"):
+        raise ClbenchError(f"--set device={dev}: choose cpu or cuda (cuda:N for one GPU of several)")
+    if dev.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ClbenchError(f"--set device={dev}: this machine has no usable CUDA GPU; use --set device=cpu")
+    if not 0 <= train["validation"] < 1:
+        raise ClbenchError(f"--set validation={train['validation']}: must be in [0, 1), e.g. 0.2")
     check_settings(mono)
     if task_il:
         for spec in specs:
@@ -154,4 +175,5 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
                                    f"{spec.no_task_il}; drop --task-incremental or the method")
     return RunConfig(stream=stream, strategy=strategy, model=model, seed=int(seed), family=family,
                      task_incremental=bool(task_il), train=train, strategy_params=sparams,
-                     model_params=mparams, mono=mono, data_root=data_root, options=dict(options or {}))
+                     model_params=mparams, mono=mono, data_root=data_root, options=dict(options or {}),
+                     keep_checkpoints=bool(keep_ckpt))

@@ -9,7 +9,8 @@ after an experience and counts what they hold, whatever the method:
 * stored samples (any clbench-made dataset: replay buffers, GDumb's memory, Cumulative's
   union): ``len(dataset) x bytes_per_sample`` plus any extra tensor attribute (DER's logits);
 * tensors (EWC's parameters and Fisher diagonals, SI's importances, SAE masks ...): their bytes;
-* model copies (LwF's previous model, a frozen SAE): parameter and buffer bytes.
+* model copies (LwF's previous model): parameter and buffer bytes;
+* SAE dictionaries a method keeps (sae-reg's frozen SAE): their bytes, under their own kind ``sae``.
 
 Tensors shared with the live model, the optimizer, the current experience's data and
 clbench's own bookkeeping plugins are excluded; every tensor is counted once. A method that
@@ -40,7 +41,7 @@ class StateBytes:
     """Bytes of persisted state, split by kind."""
 
     by_kind: dict[str, int] = field(default_factory=lambda: {"samples": 0, "tensors": 0,
-                                                              "model_copies": 0})
+                                                              "model_copies": 0, "sae": 0})
 
     @property
     def total(self) -> int:
@@ -77,8 +78,10 @@ class _Walker:
         if isinstance(obj, torch.Tensor):
             self.tensor(obj, "tensors")
         elif isinstance(obj, nn.Module):
+            from clbench.sae.topk import SAEBase
+            kind = "sae" if isinstance(obj, SAEBase) else "model_copies"
             for t in list(obj.parameters()) + list(obj.buffers()):
-                self.tensor(t, "model_copies")
+                self.tensor(t, kind)
         elif hasattr(obj, "sample_id") and hasattr(obj, "targets"):  # a clbench-made dataset
             self.acct.by_kind["samples"] += len(obj) * self.bps
             logits = getattr(obj, "logits", None)

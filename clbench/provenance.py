@@ -38,9 +38,18 @@ def git_commit() -> str | None:
 
 
 def determinism_settings() -> dict[str, Any]:
-    """Settings that make CPU runs bit-identical for a config and seed."""
+    """Settings that make CPU runs bit-identical for a config and seed: with all of these (and
+    ``provenance``'s torch/numpy versions) equal, two runs give the same accuracy matrix bit for
+    bit. The kernel set (``cpu_capability``: AVX2, AVX512, ...) and the BLAS/oneDNN backends
+    change the floating-point summation order, so they are recorded too."""
     return {"torch_num_threads": torch.get_num_threads(),
+            "torch_num_interop_threads": torch.get_num_interop_threads(),
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),
+            "mkl_available": torch.backends.mkl.is_available(),
+            "numpy": _version("numpy"),
             "device": "cpu", "data_loader": "clbench in-memory FastLoader, seeded generator"}
 
 

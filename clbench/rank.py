@@ -8,6 +8,8 @@ Per stream: each strategy's mean over seeds and the half-width of a 95% t-interv
 ``metric`` in the direction its ``higher_is_better`` flag gives (1 = best). Across streams:
 each strategy's rank on every stream (ties share the average rank) and the mean of those ranks
 over the streams it ran on; strategies are ordered by mean rank, then by the number of streams.
+Each stream table also has a ``CI rank`` (:func:`clbench.stats.ci_rank`): one plus the number of
+strategies whose 95% interval lies wholly on the better side, so overlapping intervals share it.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tabulate import tabulate
 
 from clbench.errors import ClbenchError
 from clbench.registry import unknown_name_message
+from clbench.stats import ci_rank
 
 #: columns shown in tables: metric -> (header, scale, unit)
 SHOWN: dict[str, tuple[str, float, str]] = {
@@ -103,6 +106,7 @@ def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") 
         agg[("seeds", "n")] = g.groupby("label")["seed"].nunique()
         key = agg[(metric, "mean")]
         agg[("rank", "")] = key.rank(ascending=not hib, method="min")
+        agg[("ci_rank", "")] = ci_rank(key, agg[(metric, "ci95")], hib)
         agg = agg.sort_values([("rank", ""), (metric, "mean")], ascending=[True, not hib],
                               na_position="last")  # undefined metric (joint's forgetting) last
         per_stream[str(stream)] = agg
@@ -127,11 +131,12 @@ def stream_rows(t: pd.DataFrame, metric: str, failed: dict[str, int] | None = No
                 ) -> tuple[list[str], list[list[Any]]]:
     cols = list(SHOWN) if metric in SHOWN else [metric, *SHOWN]
     present = [c for c in cols if (c, "mean") in t.columns]
-    headers = ["rank", "strategy"] + [SHOWN.get(c, (c,))[0] for c in present] + ["seeds"]
+    headers = ["rank", "strategy", "CI rank"] + [SHOWN.get(c, (c,))[0] for c in present] + ["seeds"]
     rows = []
     for label, r in t.iterrows():
-        rank = r[("rank", "")]
-        rows.append(["-" if math.isnan(rank) else int(rank), label]
+        rank, tier = r[("rank", "")], r.get(("ci_rank", ""), math.nan)
+        rows.append(["-" if math.isnan(rank) else int(rank), label,
+                     "-" if math.isnan(tier) else int(tier)]
                     + [_fmt(r[(c, "mean")], r[(c, "ci95")], SHOWN.get(c, (c, 1.0))[1]) for c in present]
                     + [_seeds(int(r[("seeds", "n")]), (failed or {}).get(str(label), 0))])
     return headers, rows
@@ -139,6 +144,14 @@ def stream_rows(t: pd.DataFrame, metric: str, failed: dict[str, int] | None = No
 
 def _seeds(n: int, failed: int) -> str:
     return f"{n} (+{failed} failed)" if failed else str(n)
+
+
+def overall_rows(ov: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of the across-streams table (mean rank, streams, rank per stream)."""
+    headers = ["strategy", "mean rank", "streams"] + [c for c in ov.columns[2:]]
+    rows = [[label, f"{r['mean_rank']:.2f}", int(r["streams"])]
+            + ["-" if math.isnan(v) else f"{v:g}" for v in r.iloc[2:]] for label, r in ov.iterrows()]
+    return headers, rows
 
 
 def render(tables: Tables, fmt: str = "md") -> str:
@@ -155,14 +168,13 @@ def render(tables: Tables, fmt: str = "md") -> str:
     if fmt != "md":
         raise ClbenchError(f"unknown format {fmt!r}; use md or csv")
     out = [f"Ranked on `{tables.metric}` ({arrow}); mean ± 95% t-interval over seeds. A run "
-           "that diverged or crashed is counted as failed and left out of the statistics.\n"]
+           "that diverged or crashed is counted as failed and left out of the statistics. "
+           "CI rank: 1 + the number of strategies whose interval lies wholly on the better "
+           "side; strategies whose intervals overlap share it.\n"]
     for stream, t in tables.per_stream.items():
         failed = {label: n for (st, label), n in tables.failed.items() if st == stream}
         headers, rows = stream_rows(t, tables.metric, failed)
         out.append(f"### {stream}\n\n" + tabulate(rows, headers, tablefmt="github") + "\n")
-    ov = tables.overall
-    headers = ["strategy", "mean rank", "streams"] + [c for c in ov.columns[2:]]
-    rows = [[label, f"{r['mean_rank']:.2f}", int(r["streams"])]
-            + ["-" if math.isnan(v) else f"{v:g}" for v in r.iloc[2:]] for label, r in ov.iterrows()]
+    headers, rows = overall_rows(tables.overall)
     out.append("### Overall (mean rank across streams)\n\n" + tabulate(rows, headers, tablefmt="github") + "\n")
     return "\n".join(out)

@@ -18,6 +18,12 @@ Schema ``clbench.result/1`` (every key required unless marked optional):
   keys may be added)
 * ``provenance``: ``clbench_version``, ``git_commit`` (null outside a git checkout), ``torch``,
   ``avalanche``, ``timm``, ``python``, ``host``, ``created``, ``seed``, ``determinism``
+* optional ``checkpoints`` (runs with ``--keep-checkpoints``): ``dir``, ``files`` (each
+  ``{"after_experience", "path"}``, relative to the result's folder), ``hook_layers``; see
+  :mod:`clbench.checkpoints`
+* optional ``feature_forgetting`` (added by ``clbench analyze``): ``summary`` (metric -> value),
+  ``settings``, ``analysis_dir``; its metrics are also joined into ``metrics``; see
+  :mod:`clbench.analyze`
 
 The path is ``<root>/<stream>/<model>/<strategy>[@<hash>]/seed<k>.json``; ``@<hash>`` (8 hex
 digits of the sha256 of the non-default parameters) appears only when parameters differ from
@@ -28,12 +34,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clbench.atomic import write_text_atomic
+from clbench.checkpoints import CheckpointSet, save_checkpoints, validate_block
 from clbench.errors import ClbenchError
 
 SCHEMA = "clbench.result/1"
@@ -53,6 +59,8 @@ class RunResult:
     status: str = "ok"
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: model states after each experience (``keep_checkpoints``); written by :func:`write_result`
+    checkpoints: CheckpointSet | None = None
 
     def metric(self, name: str) -> float:
         v = self.metrics.get(name, {}).get("value")
@@ -92,28 +100,20 @@ def result_path(root: str | Path, config: dict[str, Any], tag: str = "") -> Path
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``: a
-    reader never sees a half-written file, even if the process is killed mid-write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON atomically (:func:`clbench.atomic.write_atomic`): a reader never sees a
+    half-written file, even if the process is killed mid-write."""
+    text = json.dumps(data, indent=1, sort_keys=False, allow_nan=False) + "\n"
+    return write_text_atomic(path, text)
 
 
 def write_result(result: RunResult, root: str | Path, tag: str = "") -> Path:
+    """Write ``result`` (and its checkpoints first, if it kept any) under ``root``."""
     data = result.to_json()
     validate(data, source="result to write")
-    return write_json_atomic(result_path(root, result.config, tag), data)
+    path = result_path(root, result.config, tag)
+    if result.checkpoints is not None and result.checkpoints.states:
+        data["checkpoints"] = save_checkpoints(path, result.checkpoints)
+    return write_json_atomic(path, data)
 
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -154,6 +154,11 @@ def validate(data: Any, source: str = "result") -> None:
     for name, m in data["metrics"].items():
         if not isinstance(m, dict) or "value" not in m or "higher_is_better" not in m:
             raise bad(f"metric {name!r} needs 'value' and 'higher_is_better'")
+    if "checkpoints" in data and (why := validate_block(data["checkpoints"])):
+        raise bad(why)
+    ff = data.get("feature_forgetting")
+    if ff is not None and not (isinstance(ff, dict) and isinstance(ff.get("summary"), dict)):
+        raise bad("'feature_forgetting' should be an object with a 'summary' object")
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

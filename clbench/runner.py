@@ -26,6 +26,7 @@ from avalanche.training.plugins.evaluation import EvaluationPlugin
 from torch import nn
 
 from clbench.avalanche_bridge import Bridge
+from clbench.checkpoints import CheckpointSet
 from clbench.config import RunConfig
 from clbench.cost import PeakRSS, module_bytes, state_bytes
 from clbench.fastdata import FastDataPlugin
@@ -37,7 +38,7 @@ from clbench.plugins import AccuracyRecorder, DivergedError, DivergenceGuard
 from clbench.provenance import determinism_settings, provenance
 from clbench.results import RunResult
 from clbench.strategy_api import BuildContext, build_components, parse_combo
-from clbench.streams import Stream, build_stream
+from clbench.streams import Stream, build_stream, holdout
 
 #: metric name -> higher_is_better for the cost metrics every run reports
 COST_METRICS: dict[str, bool] = {
@@ -96,6 +97,8 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
     if stream is None:
         stream = build_stream(cfg.stream, seed=cfg.seed, data_root=cfg.data_root,
                               task_incremental=cfg.task_incremental)
+    if cfg.train.get("validation", 0.0) > 0:
+        stream = holdout(stream, cfg.train["validation"], cfg.seed)
     seed_everything(cfg.seed)
     model = build_model(cfg, stream)
     train = cfg.train
@@ -110,7 +113,7 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
     strategy = (template or Naive)(
         model=model, optimizer=make_optimizer(model, train), criterion=nn.CrossEntropyLoss(),
         train_mb_size=train["batch_size"], train_epochs=train["epochs"],
-        eval_mb_size=train["eval_batch_size"], device="cpu", plugins=plugins,
+        eval_mb_size=train["eval_batch_size"], device=train.get("device", "cpu"), plugins=plugins,
         evaluator=evaluator or EvaluationPlugin(loggers=[]), eval_every=-1)
     bm = bridge.benchmark()
     offline = any(s.offline for s in specs)
@@ -124,6 +127,7 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
 
     status, error = "ok", None
     b: list[float] = []
+    ckpts = CheckpointSet(list(model.hook_layers)) if cfg.keep_checkpoints else None
     with PeakRSS() as rss:
         try:
             b, _ = evaluate()
@@ -145,6 +149,8 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
                     entry["mono"] = mono_block(model, cfg.model, stream, seen, cfg.mono, cfg.seed)
                     entry["mono_seconds"] = time.perf_counter() - t0
                 per_exp.append(entry)
+                if ckpts is not None:
+                    ckpts.add(i, model)
                 if progress:
                     progress(i + 1, len(steps))
         except DivergedError as e:
@@ -175,4 +181,5 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
                 "scenario": stream.scenario, "n_experiences": stream.n_experiences,
                 "classes_per_exp": stream.classes_per_exp},
         accuracy_matrix=R, random_init_accuracy=b, metrics=metrics, per_experience=per_exp,
-        provenance=prov, status=status, error=error)
+        provenance=prov, status=status, error=error,
+        checkpoints=ckpts if status == "ok" else None)

@@ -69,6 +69,38 @@ class Stream:
         return int(self.x_train[0].numel() * self.x_train.element_size() + 8)
 
 
+def holdout(stream: Stream, fraction: float, seed: int) -> Stream:
+    """The same stream with a validation split in place of its test set.
+
+    A seeded ``fraction`` of each experience's training rows becomes that experience's "test"
+    rows and is never trained on; the rest stay training rows. Hyperparameters are chosen on
+    such a stream, so the real test set is touched only by the final runs. The two splits are
+    copied into new stores laid out experience by experience (so reading an experience stays a
+    zero-copy slice); the original stores can be freed once the caller drops ``stream``.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    gen = torch.Generator().manual_seed(10_007 * seed + 17)
+    keep, val = [], []
+    for rows in stream.train_idx:
+        perm = rows[torch.randperm(len(rows), generator=gen)]
+        n_val = max(1, int(round(fraction * len(rows))))
+        val.append(perm[:n_val].sort().values)
+        keep.append(perm[n_val:].sort().values)
+
+    def layout(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        rows = torch.cat(parts)
+        starts = np.cumsum([0] + [len(p) for p in parts])
+        idx = [torch.arange(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+        return stream.x_train[rows], stream.y_train[rows], idx
+
+    x_tr, y_tr, train_idx = layout(keep)
+    x_va, y_va, val_idx = layout(val)
+    fp = sha256_of(f"{stream.fingerprint}|holdout={fraction}|seed={seed}".encode())
+    return Stream(stream.name, stream.version, stream.scenario, x_tr, y_tr, x_va, y_va,
+                  train_idx, val_idx, stream.classes_per_exp, stream.n_classes, fp, stream.seed)
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """How a registered stream is made: which dataset, how it is split, and its version."""

@@ -5,11 +5,11 @@
 Every cell's config is resolved before the first run, so a typo in any of them fails at once.
 A cell whose valid result already exists is skipped (``resume=True``), so a sweep stopped at
 any point — even by SIGKILL — finishes on the next start with every cell done once. A stream
-is built once per (stream, seed) and shared by the cells that use it.
+is built once per (stream, seed) and shared by the cells that use it. Cells run in this process
+(``executor="local"``), in a process pool or on Ray (:mod:`clbench.executors`).
 """
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -18,9 +18,8 @@ from tqdm import tqdm
 
 from clbench.config import RunConfig, resolve_config
 from clbench.errors import ClbenchError
-from clbench.results import load_result, params_tag, result_path, write_result
-from clbench.runner import run
-from clbench.streams import Stream, build_stream
+from clbench.executors import Executor, SweepOptions, create_executor
+from clbench.results import RunResult, load_result, params_tag, result_path, write_result
 from clbench.suites import Cell
 
 
@@ -56,53 +55,43 @@ def is_done(path: Path) -> bool:
     return True
 
 
-def _run_one(p: Planned, stream: Stream, results: str | Path, show_progress: bool) -> None:
-    """Run one planned cell on a built stream and write its result atomically."""
-    exp_bar = tqdm(total=stream.n_experiences, desc="  experiences", leave=False,
-                   disable=not show_progress, dynamic_ncols=True)
-
-    def progress(i: int, n: int) -> None:
-        exp_bar.total = n
-        exp_bar.update(i - exp_bar.n)
-
-    try:
-        result = run(p.config, stream=stream, progress=progress)
-    finally:
-        exp_bar.close()
-        gc.collect()  # Avalanche objects form cycles; free the run's tensors before the next
-    result.extra["label"] = p.cell.strategy + p.tag
-    write_result(result, results, p.tag)
-    if result.status != "ok":
-        tqdm.write(f"failed: {p.cell} : {str(result.error).splitlines()[0]}")
-
-
 def run_cells(cells: Iterable[Cell], results: str | Path, overrides: list[str] | None = None,
               data_root: str | None = None, resume: bool = True, task_incremental: bool = False,
-              download: bool = False, show_progress: bool = True) -> list[Path]:
-    """Run every cell not yet done; returns the result paths of all cells (done or skipped)."""
+              download: bool = False, show_progress: bool = True,
+              executor: str | Executor = "local", workers: int | None = None,
+              address: str | None = None, threads: int | None = None) -> list[Path]:
+    """Run every cell not yet done on ``executor`` (see :mod:`clbench.executors`); returns the
+    result paths of all cells (done or skipped). Results are written here, one at a time.
+
+    ``executor`` is a registered name (made with ``workers``/``address``/``threads`` and closed
+    at the end) or an :class:`~clbench.executors.Executor` the caller made, which is started if
+    needed and left open, so several sweeps can share warm workers."""
+    if isinstance(executor, str):
+        runner, owned = create_executor(executor, workers, address, threads), True
+    else:
+        runner, owned = executor, False
     planned = plan(cells, list(overrides or []), results, data_root, task_incremental)
     todo = [p for p in planned if not (resume and is_done(p.path))]
-    cache: dict[tuple[str, int], Stream] = {}
-
-    def stream_for(cell: Cell) -> Stream:
-        """The cell's stream, built once per (stream, seed); one stream in memory at a time."""
-        key = (cell.stream, cell.seed)
-        if key not in cache:
-            cache.clear()
-            cache[key] = build_stream(cell.stream, seed=cell.seed, data_root=data_root,
-                                      task_incremental=task_incremental, download=download)
-        return cache[key]
-
-    if todo:  # load the first stream before any bar is drawn: missing data fails cleanly
-        stream_for(todo[0].cell)
-    bar = tqdm(total=len(planned), initial=len(planned) - len(todo), desc="runs", unit="run",
-               disable=not show_progress, dynamic_ncols=True, leave=False)
+    opts = SweepOptions(data_root, task_incremental, download, show_progress)
     try:
-        for p in todo:
-            stream = stream_for(p.cell)
-            bar.set_postfix_str(f"{p.cell.stream} {p.cell.strategy} seed {p.cell.seed}")
-            _run_one(p, stream, results, show_progress)
-            bar.update(1)
+        if todo:
+            runner.start(todo, opts)  # before any bar is drawn: missing data fails cleanly
+        # leave=False: a failing sweep's error line is not mixed with a bar
+        with tqdm(total=len(planned), initial=len(planned) - len(todo), desc="runs", unit="run",
+                  disable=not show_progress, dynamic_ncols=True, leave=False) as bar:
+
+            def record(p: Planned, result: RunResult) -> Path:
+                result.extra["label"] = p.cell.strategy + p.tag
+                path = write_result(result, results, p.tag)
+                if result.status != "ok":
+                    tqdm.write(f"failed: {p.cell} : {str(result.error).splitlines()[0]}")
+                bar.set_postfix_str(f"{p.cell.stream} {p.cell.strategy} seed {p.cell.seed}")
+                bar.update(1)
+                return path
+
+            if todo:
+                runner.run(todo, opts, record)
     finally:
-        bar.close()  # leave=False: a failing sweep's error line is not mixed with a bar
+        if owned:
+            runner.close()
     return [p.path for p in planned]

@@ -127,6 +127,8 @@ class SAECeptionPlugin(SupervisedPlugin):
                 codes = self.sae.encode(acts)
             self.masks, self.has = class_feature_masks(codes, y.to(codes.device), self.top_n,
                                                        self.stream.n_classes)
+        device = next(model.parameters()).device   # the SAE ran where x lives; train where the model is
+        self.sae, self.masks, self.has = self.sae.to(device), self.masks.to(device), self.has.to(device)
         return stats
 
     def aux_term(self, h: Tensor, x: Tensor, y: Tensor) -> Tensor | None:

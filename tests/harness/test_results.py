@@ -59,10 +59,8 @@ def test_write_then_load_round_trips(real_result: RunResult, tmp_path: Path) -> 
     assert _files(tmp_path) == ["seed0.json"]
 
 
-def _dump_half_then_fail(obj: Any, f: Any, **kw: Any) -> None:
-    text = json.dumps(obj, **kw)
-    f.write(text[: len(text) // 2])
-    f.flush()
+def _fsync_fails(fd: Any) -> None:
+    """The bytes were written to the temp file but never made it to disk."""
     raise OSError("disk full (simulated)")
 
 
@@ -71,7 +69,7 @@ def _replace_fails(src: Any, dst: Any) -> None:
 
 
 @pytest.mark.parametrize("target, fake", [
-    ("json.dump", _dump_half_then_fail),
+    ("os.fsync", _fsync_fails),
     ("os.replace", _replace_fails),
 ])
 def test_failed_write_leaves_no_file_and_no_temp(target: str, fake: Callable[..., None],
@@ -91,7 +89,7 @@ def test_failed_rewrite_keeps_the_previous_file(real_result: RunResult, tmp_path
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_result(real_result, tmp_path)
     before = path.read_bytes()
-    monkeypatch.setattr(json, "dump", _dump_half_then_fail)
+    monkeypatch.setattr(os, "fsync", _fsync_fails)
     with pytest.raises(OSError):
         write_result(real_result, tmp_path)
     monkeypatch.undo()

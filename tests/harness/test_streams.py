@@ -221,3 +221,36 @@ def test_register_stream_builder_is_called(digits_stream: Stream, tmp_path: Path
     finally:
         STREAMS._entries.pop(name, None)
     assert name not in STREAMS
+
+
+def test_holdout_splits_each_experiences_training_rows(digits_stream: Stream) -> None:
+    from clbench.streams import holdout
+
+    s = digits_stream
+    h = holdout(s, 0.2, seed=3)
+    assert h.n_experiences == s.n_experiences and h.fingerprint != s.fingerprint
+    for e in range(s.n_experiences):
+        n = len(s.train_idx[e])
+        assert len(h.test_idx[e]) == round(0.2 * n) and len(h.train_idx[e]) + len(h.test_idx[e]) == n
+        rows = lambda x, idx: sorted(map(tuple, x[idx].reshape(len(idx), -1).tolist()))  # noqa: E731
+        both = sorted(rows(h.x_train, h.train_idx[e]) + rows(h.x_test, h.test_idx[e]))
+        assert both == rows(s.x_train, s.train_idx[e])        # a partition of the experience
+        assert set(h.y_test[h.test_idx[e]].tolist()) <= set(s.classes_per_exp[e])
+    again = holdout(s, 0.2, seed=3)
+    assert torch.equal(again.x_test, h.x_test) and not torch.equal(holdout(s, 0.2, 4).y_test, h.y_test)
+
+
+def test_a_validation_run_never_reads_the_test_set(digits_stream: Stream) -> None:
+    """The test store is replaced by NaNs: a run with validation>0 must not see them."""
+    import dataclasses
+
+    from clbench import resolve_config, run
+
+    poisoned = dataclasses.replace(digits_stream, x_test=torch.full_like(digits_stream.x_test, float("nan")))
+    cfg = resolve_config("split-digits", "naive", "mlp", 0, ["epochs=1", "validation=0.2", "mono.when=off"])
+    r = run(cfg, stream=poisoned)
+    assert r.status == "ok", r.error
+    assert r.metric("final_accuracy") > 0.15          # NaN inputs would score at chance at best
+    test = run(resolve_config("split-digits", "naive", "mlp", 0, ["epochs=1", "mono.when=off"]),
+               stream=poisoned)
+    assert test.accuracy_matrix != r.accuracy_matrix

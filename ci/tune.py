@@ -1,0 +1,189 @@
+"""Seeded random search of method hyperparameters on a validation split, equal budget per method.
+
+    python ci/tune.py --stream perm-fmnist --methods sae-reg,ewc,lwf --trials 16 --workers 2 \\
+        --out leaderboard/tuning/perm-fmnist.jsonl
+    python ci/tune.py --report leaderboard/tuning/*.jsonl --out-md leaderboard/tuning.md
+
+Every method gets the same number of trials (``--trials``); trial 0 is the method's registered
+default, trials 1.. are drawn from :data:`SPACES` with ``numpy.random.default_rng(seed)`` (one
+generator per method, so adding a method never changes another's draws). Each trial is one run
+of the method on the stream with ``--set validation=0.2``: a seeded fifth of every experience's
+training rows is held out and used for evaluation, the rest is trained on, and the test set is
+never read (:func:`clbench.streams.holdout`). The objective is the final average accuracy on that
+validation split. Trials are appended to a JSONL file as they finish, so a stopped search
+resumes where it left off. ``--report`` turns the files into a Markdown table with the best
+setting per method and stream.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+class Sampler:
+    """A named draw: ``sampler(rng)`` gives a value, ``str(sampler)`` says from what."""
+
+    def __init__(self, desc: str, fn: Callable[[np.random.Generator], Any]) -> None:
+        self.desc, self.fn = desc, fn
+
+    def __call__(self, rng: np.random.Generator) -> Any:
+        return self.fn(rng)
+
+    def __str__(self) -> str:
+        return self.desc
+
+
+def log_uniform(lo: float, hi: float) -> Sampler:
+    return Sampler(f"log-uniform [{lo:g}, {hi:g}]",
+                   lambda rng: float(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.4g}"))
+
+
+def uniform(lo: float, hi: float) -> Sampler:
+    return Sampler(f"uniform [{lo:g}, {hi:g}]", lambda rng: float(f"{rng.uniform(lo, hi):.3g}"))
+
+
+def choice(*values: Any) -> Sampler:
+    return Sampler("one of " + "/".join(map(str, values)),
+                   lambda rng: values[int(rng.integers(len(values)))])
+
+
+#: the search space of each method (parameter -> sampler); keys are ``<method>.<param>`` overrides
+SPACES: dict[str, dict[str, Sampler]] = {
+    "sae-reg": {"lam": log_uniform(0.1, 1000.0), "guide": choice("ablate", "recruit"),
+                "guide_lam": log_uniform(0.01, 3.0), "rho": choice("one-sided", "two-sided"),
+                "q": uniform(0.3, 0.99), "importance": choice("fisher", "attribution")},
+    "ewc": {"ewc_lambda": log_uniform(1.0, 1e5)},
+    "ewc-online": {"ewc_lambda": log_uniform(1.0, 1e5), "decay_factor": uniform(0.5, 1.0)},
+    "lwf": {"alpha": log_uniform(0.1, 30.0), "temperature": uniform(1.0, 4.0)},
+    "si": {"si_lambda": log_uniform(1.0, 1e4)},
+    "sae-ception": {"lam": log_uniform(0.01, 1.0)},
+}
+
+
+def draw(method: str, trials: int, seed: int) -> list[dict[str, Any]]:
+    """Trial settings for ``method``: ``{}`` (the defaults) then ``trials - 1`` draws."""
+    if method not in SPACES:
+        raise SystemExit(f"tune.py: error: no search space for {method!r}; known: {', '.join(SPACES)}")
+    rng = np.random.default_rng([seed, sum(map(ord, method))])
+    out: list[dict[str, Any]] = [{}]
+    for _ in range(trials - 1):
+        out.append({k: s(rng) for k, s in SPACES[method].items()})
+    return out
+
+
+def _one(stream: str, method: str, trial: int, params: dict[str, Any], seed: int,
+         extra: list[str], data_root: str | None) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    from clbench import resolve_config, run
+
+    sets = [f"{method}.{k}={v}" for k, v in params.items()]
+    cfg = resolve_config(stream, method, "mlp", seed, ["validation=0.2", "mono.when=off",
+                                                       *extra, *sets], data_root)
+    t0 = time.time()
+    r = run(cfg)
+    acc = r.metric("final_accuracy") if r.status == "ok" else float("nan")
+    return {"stream": stream, "method": method, "trial": trial, "seed": seed, "params": params,
+            "resolved": cfg.strategy_params[method], "status": r.status, "error": r.error,
+            "val_final_accuracy": acc,
+            "val_forgetting_max": r.metric("forgetting_max") if r.status == "ok" else None,
+            "seconds": round(time.time() - t0, 1)}
+
+
+def search(a: argparse.Namespace) -> None:
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if out.exists():
+        for line in out.read_text().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                done.add((d["stream"], d["method"], d["trial"], d["seed"]))
+    jobs = [(a.stream, m, i, p, a.seed) for m in a.methods.split(",")
+            for i, p in enumerate(draw(m, a.trials, a.seed))
+            if (a.stream, m, i, a.seed) not in done]
+    # trial-major order: stopped at any point, every method has had the same budget (within 1)
+    jobs.sort(key=lambda j: j[2])
+    print(f"{len(jobs)} trials to run ({len(done)} done) on {a.workers} workers", flush=True)
+    with ProcessPoolExecutor(a.workers) as pool, out.open("a") as f:
+        futs = [pool.submit(_one, *j, a.set, a.data_root) for j in jobs]
+        for k, fut in enumerate(as_completed(futs), 1):
+            d = fut.result()
+            f.write(json.dumps(d) + "\n")
+            f.flush()
+            print(f"[{k}/{len(jobs)}] {d['method']} #{d['trial']} {d['params']} -> "
+                  f"{d['val_final_accuracy']:.4f} ({d['seconds']} s)", flush=True)
+
+
+def report(files: list[str], out_md: str | None) -> str:
+    rows = [json.loads(line) for fn in files for line in Path(fn).read_text().splitlines()
+            if line.strip()]
+    lines = ["| stream | method | trials | default (val acc %) | best (val acc %) | best setting |",
+             "|---|---|---|---|---|---|"]
+    for stream in sorted({r["stream"] for r in rows}):
+        for method in sorted({r["method"] for r in rows if r["stream"] == stream}):
+            rs = [r for r in rows if r["stream"] == stream and r["method"] == method]
+            ok = [r for r in rs if r["status"] == "ok"]
+            default = next((r for r in rs if r["trial"] == 0), None)
+            best = max(ok, key=lambda r: (r["val_final_accuracy"], -r["trial"])) if ok else None
+            d_acc = (f"{100 * default['val_final_accuracy']:.2f}" if default and
+                     default["status"] == "ok" else "failed")
+            setting = ", ".join(f"{k}={v}" for k, v in best["resolved"].items()
+                                if k in SPACES.get(method, {})) if best else "-"
+            b_acc = f"{100 * best['val_final_accuracy']:.2f} (trial {best['trial']})" if best else "-"
+            fails = len(rs) - len(ok)
+            lines.append(f"| {stream} | {method} | {len(rs)}" + (f" ({fails} failed)" if fails else "")
+                         + f" | {d_acc} | {b_acc} | {setting} |")
+    methods = sorted({r["method"] for r in rows})
+    head = ["# Hyperparameter search on validation splits", "",
+            f"Made by `python ci/tune.py --report {' '.join(files)}"
+            + (f" --out-md {out_md}`" if out_md else "`") + " from the trials in those files "
+            "(one JSON line per trial: its settings, validation accuracy and time). Trial 0 is "
+            "the registered default, the others seeded random draws; every method had the same "
+            "number of trials. Validation accuracy = final average accuracy on a seeded 20% of "
+            "each experience's training rows, held out of training; the test set is not read.", "",
+            "Search spaces:", ""]
+    for m in methods:
+        head.append(f"- `{m}`: " + "; ".join(f"`{k}` {v}" for k, v in SPACES.get(m, {}).items()))
+    head.append("")
+    text = "\n".join(head + lines) + "\n"
+    if out_md:
+        tmp = Path(out_md).with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(out_md)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--stream")
+    ap.add_argument("--methods", default="sae-reg,ewc,lwf")
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--set", action="append", default=[], help="extra override for every trial")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--out", default="tuning.jsonl")
+    ap.add_argument("--report", nargs="*", help="JSONL files to summarise instead of searching")
+    ap.add_argument("--out-md", default=None)
+    a = ap.parse_args(argv)
+    if a.report is not None:
+        print(report(a.report, a.out_md))
+        return 0
+    if not a.stream:
+        ap.error("--stream is required for a search")
+    search(a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
