@@ -31,9 +31,9 @@ def _clbench() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "clbench.cli"]
 
 
-def time_sweep(executor: str, workers: int, results: Path) -> float:
+def time_sweep(executor: str, workers: int, results: Path, seeds: str = SEEDS) -> float:
     """Wall seconds of one ``clbench run`` of the suite with ``executor``."""
-    cmd = [*_clbench(), "run", "--stream", STREAMS, "--strategy", STRATEGIES, "--seeds", SEEDS,
+    cmd = [*_clbench(), "run", "--stream", STREAMS, "--strategy", STRATEGIES, "--seeds", seeds,
            *[a for o in OVERRIDES for a in ("--set", o)], "--threads", "1", "--quiet",
            "--results", str(results), "--executor", executor]
     if executor != "local":
@@ -62,6 +62,8 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="bench.py sweep")
     ap.add_argument("--executors", default="local,process,ray")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seeds", default=SEEDS,
+                    help="seeds per cell (more seeds: more cells, start-up amortised)")
     a = ap.parse_args(argv)
     names = [n.strip() for n in a.executors.split(",") if n.strip()]
     root = Path(tempfile.mkdtemp(prefix="clbench-bench-sweep-"))
@@ -69,13 +71,13 @@ def main(argv: list[str]) -> None:
     mats: dict[str, dict[str, list[list[float]]]] = {}
     try:
         for name in names:
-            times[name] = time_sweep(name, a.workers, root / name)
+            times[name] = time_sweep(name, a.workers, root / name, a.seeds)
             mats[name] = matrices(root / name)
             print(f"{name:<8} {times[name]:7.1f} s  ({len(mats[name])} results)", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    n_cells = len(STREAMS.split(",")) * len(STRATEGIES.split(",")) * len(SEEDS.split(","))
-    print(f"\n{STREAMS} x {STRATEGIES} x seeds {SEEDS} ({n_cells} cells), 1 torch thread per "
+    n_cells = len(STREAMS.split(",")) * len(STRATEGIES.split(",")) * len(a.seeds.split(","))
+    print(f"\n{STREAMS} x {STRATEGIES} x seeds {a.seeds} ({n_cells} cells), 1 torch thread per "
           f"cell, {a.workers} workers for process/ray, {os.cpu_count()} cores")
     base = names[0]
     for name in names:
