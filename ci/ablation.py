@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     torch.set_num_threads(1)
+    from clbench.atomic import write_text_atomic
     from clbench.errors import ClbenchError
     from clbench.results import load_result
     from clbench.suites import Cell
@@ -91,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if a.out:
         out = Path(a.out)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        write_text_atomic(out, text)
     return 0
 
 

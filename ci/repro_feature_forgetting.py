@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from clbench.atomic import write_text_atomic  # noqa: E402
 from clbench.results import load_results  # noqa: E402
 
 COLUMNS = ["ff_frac_first_exp_capacity_halved", "ff_frac_capacity_halved",
@@ -50,9 +51,7 @@ def main() -> None:
                      + " |")
     text = "\n".join(lines) + "\n"
     if a.out:
-        tmp = Path(a.out).with_name(f".{Path(a.out).name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(a.out)
+        write_text_atomic(a.out, text)
     print(text)
 
 

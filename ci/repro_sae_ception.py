@@ -5,7 +5,7 @@
     clbench run --stream split-fmnist --strategy naive,sae-ception --model vit --seeds 0,1,2 \\
                 --set model.embed_dim=96 --set model.depth=4 --set model.patch_size=7 --results leaderboard/repro
     python ci/repro_sae_ception.py leaderboard/results leaderboard/repro \\
-                --cells split-digits:mlp,split-fmnist:mlp,split-fmnist:vit --out leaderboard/sae-ception-repro.md
+                --cells split-digits:mlp,split-fmnist:mlp,split-fmnist:vit@3ef2617c --out leaderboard/sae-ception-repro.md
 
 The paper's claim under test (SAE-ception, NeurIPS 2025 MechInterp workshop): more monosemantic
 SAE features at a small accuracy cost. For each stream it prints, per metric, the mean ± 95%
@@ -24,6 +24,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from clbench.atomic import write_text_atomic  # noqa: E402
 from clbench.mono_eval import DEFAULT_LAYER  # noqa: E402
 from clbench.rank import ci95  # noqa: E402
 from clbench.results import load_results  # noqa: E402
@@ -36,22 +37,25 @@ def values(results: list[dict], stream: str, model: str, label: str, metric: str
     return np.array([r["metrics"][metric]["value"] for r in results
                      if r["status"] == "ok" and r["config"]["stream"] == stream
                      and r["config"]["model"] == model
-                     and r.get("label", r["config"]["strategy"]).split("@")[0] == label
+                     and r.get("label", r["config"]["strategy"]) == label
                      and r["metrics"].get(metric, {}).get("value") is not None], dtype=float)
 
 
-def table(results: list[dict], stream: str, model: str) -> str:
-    mono = next((r["config"].get("mono", {}) for r in results if r["config"]["stream"] == stream
-                 and r["config"]["model"] == model), {})
-    layer = mono.get("layer") or DEFAULT_LAYER.get(model, "default layer")
-    mp = next((r["config"].get("model_params", {}) for r in results
-               if r["config"]["stream"] == stream and r["config"]["model"] == model), {})
+def table(results: list[dict], stream: str, model: str, tag: str = "") -> str:
+    """Naive vs sae-ception on one (stream, model); ``tag`` (``@<hash>``) picks runs made with
+    the same non-default settings, as ``clbench run`` labels them."""
+    mine = [r for r in results if r["config"]["stream"] == stream and r["config"]["model"] == model
+            and r.get("label", r["config"]["strategy"]) in ("naive" + tag, "sae-ception" + tag)]
+    layer = (mine[0]["config"].get("mono", {}).get("layer") if mine else "") \
+        or DEFAULT_LAYER.get(model, "default layer")
+    mp = mine[0]["config"].get("model_params", {}) if mine else {}
     arch = ", ".join(f"{k}={v}" for k, v in mp.items())
     lines = [f"### {stream} ({model}, hook {layer})", "", f"Model: {model}({arch}).", "",
              "| metric | better | naive | sae-ception | difference | Welch p | claim holds |",
              "|---|---|---|---|---|---|---|"]
     for m in METRICS:
-        a, b = values(results, stream, model, "naive", m), values(results, stream, model, "sae-ception", m)
+        a, b = (values(results, stream, model, "naive" + tag, m),
+                values(results, stream, model, "sae-ception" + tag, m))
         if len(a) == 0 or len(b) == 0:
             continue
         hib = next(r["metrics"][m]["higher_is_better"] for r in results if m in r["metrics"])
@@ -66,8 +70,8 @@ def table(results: list[dict], stream: str, model: str) -> str:
             verdict = "yes" if better and p < 0.05 else ("direction only" if better else "no")
         lines.append(f"| {m} | {'higher' if hib else 'lower'} | {a.mean():.4f} ± {ci95(a):.4f} | "
                      f"{b.mean():.4f} ± {ci95(b):.4f} | {diff:+.4f} | {p:.3f} | {verdict} |")
-    n = (len(values(results, stream, model, "naive", "final_accuracy")),
-         len(values(results, stream, model, "sae-ception", "final_accuracy")))
+    n = (len(values(results, stream, model, "naive" + tag, "final_accuracy")),
+         len(values(results, stream, model, "sae-ception" + tag, "final_accuracy")))
     lines.append(f"\nseeds: naive {n[0]}, sae-ception {n[1]}\n")
     return "\n".join(lines)
 
@@ -76,18 +80,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("results", nargs="+", help="one or more results folders")
     ap.add_argument("--cells", default="split-digits:mlp,split-fmnist:mlp",
-                    help="comma-separated stream:model pairs, one table each")
+                    help="comma-separated stream:model[@tag] cells, one table each (the tag picks "
+                         "runs with the same non-default settings)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     results = [r for root in a.results for r in load_results(root)]
-    cells = [c.split(":") for c in a.cells.split(",")]
+    cells = [(c.split(":")[0], *c.split(":")[1].partition("@")[::2]) for c in a.cells.split(",")]
     text = ("# SAE-ception vs Naive (issue 5 reproduction)\n\nGenerated by `python ci/repro_sae_ception.py "
             f"{' '.join(a.results)} --cells {a.cells}`; mean ± 95% t-interval over seeds.\n\n"
-            + "\n".join(table(results, s, m) for s, m in cells))
+            + "\n".join(table(results, s, m, "@" + t if t else "") for s, m, t in cells))
     if a.out:
-        tmp = Path(a.out).with_name(f".{Path(a.out).name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(a.out)
+        write_text_atomic(a.out, text)
     print(text)
 
 

@@ -157,9 +157,8 @@ def report(files: list[str], out_md: str | None) -> str:
     head.append("")
     text = "\n".join(head + lines) + "\n"
     if out_md:
-        tmp = Path(out_md).with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(out_md)
+        from clbench.atomic import write_text_atomic
+        write_text_atomic(out_md, text)
     return text
 
 
