@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -150,3 +151,22 @@ def test_unknown_names_are_user_errors() -> None:
         resolve_config("split-fmnst", "naive", "mlp")
     with pytest.raises(ClbenchError, match="did you mean 'mlp'"):
         resolve_config("split-digits", "naive", "mpl")
+
+
+@pytest.mark.parametrize("item, fragment", [
+    ("validation=1.0", "must be in [0, 1)"),
+    ("validation=-0.1", "must be in [0, 1)"),
+    ("device=tpu", "choose cpu or cuda"),
+])
+def test_bad_validation_or_device(item: str, fragment: str) -> None:
+    with pytest.raises(ClbenchError, match=re.escape(fragment)):
+        resolve_config("split-digits", "naive", "mlp", 0, [item])
+
+
+def test_cuda_without_a_gpu_is_a_user_error() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: device=cuda is valid here")
+    with pytest.raises(ClbenchError, match="no usable CUDA GPU; use --set device=cpu"):
+        resolve_config("split-digits", "naive", "mlp", 0, ["device=cuda"])
