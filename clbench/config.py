@@ -168,6 +168,9 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
     if not 0 <= train["validation"] < 1:
         raise ClbenchError(f"--set validation={train['validation']}: must be in [0, 1), e.g. 0.2")
     check_settings(mono)
+    for spec in specs:
+        if spec.check is not None:
+            spec.check(sparams[spec.name])
     if task_il:
         for spec in specs:
             if spec.no_task_il:

@@ -13,7 +13,8 @@ A *plugin* method returns an Avalanche ``SupervisedPlugin`` that clbench compose
 strategy class, for methods Avalanche ships only as a class (DER, Cumulative, JointTraining).
 A name like ``replay+ewc`` composes several methods: any number of plugins and at most one
 template. Parameters are typed by their defaults; ``family_defaults`` override the defaults for
-one stream family (``embedded``, ``mnist``, ``cifar``).
+one stream family (``embedded``, ``mnist``, ``cifar``); ``check`` validates the resolved values
+when a run's config is resolved, so a bad value stops a sweep before its first run.
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ class StrategySpec:
     offline: bool = False
     #: why the method cannot run task-incremental (multi-head); None when it can
     no_task_il: str | None = None
+    #: validates resolved parameters (raises ClbenchError), so a bad value fails before any run
+    check: Callable[[dict[str, Any]], None] | None = None
 
     def params_for(self, family: str) -> dict[str, Any]:
         """Default parameters for streams of ``family``."""
@@ -68,7 +71,9 @@ def register_strategy(name: str, *, description: str, kind: Kind = "plugin",
                       defaults: dict[str, Any] | None = None,
                       family_defaults: dict[str, dict[str, Any]] | None = None,
                       offline: bool = False,
-                      no_task_il: str | None = None) -> Callable[[Callable], Callable]:
+                      no_task_il: str | None = None,
+                      check: Callable[[dict[str, Any]], None] | None = None
+                      ) -> Callable[[Callable], Callable]:
     """Decorator registering a method builder ``f(params, ctx) -> plugin | strategy factory``."""
     if "+" in name:
         raise ValueError(f"strategy name {name!r} may not contain '+' (it joins methods)")
@@ -81,7 +86,7 @@ def register_strategy(name: str, *, description: str, kind: Kind = "plugin",
                              f"{sorted(unknown)}")
 
     def deco(fn: Callable) -> Callable:
-        spec = StrategySpec(name, fn, kind, defaults, fam, offline, no_task_il)
+        spec = StrategySpec(name, fn, kind, defaults, fam, offline, no_task_il, check)
         STRATEGIES.add(name, spec, description=description, kind=kind)
         return fn
 

@@ -190,7 +190,7 @@ def _check(p: dict[str, Any]) -> None:
 
 
 @register_strategy(
-    "sae-ception",
+    "sae-ception", check=_check,
     defaults={"layer": "", "lam": 0.1, "aux": "cosine", "top_n": 25, "sae": "topk",
               "expansion": 4, "k": 32, "sae_steps": 200, "cycles": 1, "max_samples": 4000},
     description="SAE-ception: pulls a layer toward class-sharpened SAE reconstructions "

@@ -451,7 +451,7 @@ def _check(p: dict[str, Any]) -> None:
 
 
 @register_strategy(
-    "sae-reg",
+    "sae-reg", check=_check,
     defaults={"layer": "", "lam": 10.0, "guide": "ablate", "guide_lam": 0.1,
               "rho": "one-sided", "importance": "fisher", "q": 0.9, "top_m": 0,
               "normalize": True, "sae": "topk", "expansion": 2, "k": 16, "sae_steps": 200,

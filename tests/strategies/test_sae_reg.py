@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -333,10 +334,14 @@ def test_a_saved_sae_is_used_as_is(digits_stream: Stream, tmp_path: Any) -> None
 ])
 def test_bad_settings_are_one_line_errors(digits_stream: Stream, override: str,
                                           fragment: str) -> None:
-    cfg = resolve_config("split-digits", "sae-reg", "mlp", 0, FAST + [override])
+    """Value errors surface when the config is resolved (before any run of a sweep); a layer
+    or file that only the model or disk can refute, when the plugin is built."""
     model = create_model("mlp", digits_stream.input_shape, digits_stream.n_classes)
     ctx = BuildContext(stream=digits_stream, model=model, batch_size=32, epochs=1, seed=0)
-    with pytest.raises(ClbenchError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+    at_resolve = "layer" not in override and "sae_path" not in override
+    with pytest.raises(ClbenchError, match=re.escape(fragment)):
+        cfg = resolve_config("split-digits", "sae-reg", "mlp", 0, FAST + [override])
+        assert not at_resolve, "should have failed when resolving"
         STRATEGIES.get("sae-reg").obj.build(cfg.strategy_params["sae-reg"], ctx)
 
 
