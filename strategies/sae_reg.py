@@ -67,6 +67,7 @@ its end (TopK by default; ``sae=relu_l1`` optional), or loaded from ``sae_path``
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import torch
@@ -77,7 +78,7 @@ from torch import Tensor, nn
 
 from clbench.errors import ClbenchError
 from clbench.mono_eval import default_layer
-from clbench.sae.capture import LayerTap, _pool, capture, hook_module
+from clbench.sae.capture import LayerTap, capture, hook_module, layer_pool
 from clbench.sae.relu_l1 import ReLUL1SAE
 from clbench.sae.topk import SAEBase, TopKSAE
 from clbench.sae.train import SAE_KINDS, SAETrainConfig, train_sae
@@ -204,7 +205,7 @@ class SAEFeatures:
         ``dl_n/dh_n`` is the gradient with respect to a shift ``delta_n`` added to the layer's
         raw output so that its pooled value moves by ``delta_n`` (every token or position moves,
         as in :func:`_shift`): for an unpooled layer, exactly the gradient at ``h``."""
-        module, pool = hook_module(model, self.layer), _pool(model, self.layer)
+        module, pool = hook_module(model, self.layer), layer_pool(model, self.layer)
         seen: dict[str, Tensor] = {}
 
         def splice(_m: nn.Module, _inp: Any, out: Tensor) -> Tensor:
@@ -227,7 +228,7 @@ class SAEFeatures:
 
     def ablation_hook(self, model: nn.Module, idx: Tensor) -> Any:
         """A forward hook at ``L`` removing the masked latents' SAE contributions from ``h``."""
-        pool = _pool(model, self.layer)
+        pool = layer_pool(model, self.layer)
         keep = torch.zeros(self.sae.n_latents, dtype=torch.bool, device=idx.device)
         keep[idx] = True
 
@@ -419,8 +420,7 @@ class SAERegPlugin(SupervisedPlugin):
 
 def load_sae(path: str) -> SAEBase:
     """An SAE written by ``SAEBase.save`` (TopK or ReLU+L1), loaded with weights_only."""
-    import os
-    if not os.path.isfile(path):
+    if not Path(path).is_file():
         raise ClbenchError(f"sae-reg.sae_path={path}: no such file; give a file written by "
                            f"SAEBase.save, or leave it empty to train the SAE after experience 1")
     for cls in (TopKSAE, ReLUL1SAE):

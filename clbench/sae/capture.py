@@ -42,7 +42,8 @@ def hook_module(model: nn.Module, layer: str) -> nn.Module:
     return modules[layers[layer]]
 
 
-def _pool(model: nn.Module, layer: str) -> Callable[[Any], Tensor]:
+def layer_pool(model: nn.Module, layer: str) -> Callable[[Any], Tensor]:
+    """The function pooling ``layer``'s raw output to ``[B, D]`` (identity when the model has none)."""
     pool = getattr(model, "pools", {}).get(layer)
     return pool if pool is not None else (lambda t: t)
 
@@ -58,7 +59,7 @@ def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512) -> T
     Runs ``model.forward_features`` (every hook layer is on the feature path) in eval mode
     without autograd (the caller's mode is restored) and stops each pass at the hooked layer. Batches go to the model's device; the result is on ``x``'s.
     """
-    module, pool = hook_module(model, layer), _pool(model, layer)
+    module, pool = hook_module(model, layer), layer_pool(model, layer)
     device = next(model.parameters()).device
     outs: list[Tensor] = []
 
@@ -93,7 +94,7 @@ class LayerTap:
     """
 
     def __init__(self, model: nn.Module, layer: str) -> None:
-        self._pool = _pool(model, layer)
+        self._pool = layer_pool(model, layer)
         self.out: Tensor | None = None
         self._handle = hook_module(model, layer).register_forward_hook(self._hook)
 
