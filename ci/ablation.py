@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 #: variant name -> (strategy, overrides)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -32,12 +31,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def ci95(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of a 95% t-interval (0 for one value)."""
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (:func:`clbench.rank.ci95`)."""
+    from clbench.rank import ci95
+
     a = np.asarray(values, dtype=float)
-    if len(a) < 2:
-        return float(a.mean()), 0.0
-    return float(a.mean()), float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
+    return float(a.mean()), ci95(a)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                               task_incremental=a.task_incremental, show_progress=True)
             res = [load_result(p) for p in paths]
             ok = [r for r in res if r["status"] == "ok"]
-            acc = ci95([r["metrics"]["final_accuracy"]["value"] for r in ok])
-            fgt = ci95([r["metrics"]["forgetting_max"]["value"] for r in ok])
+            acc = mean_ci([r["metrics"]["final_accuracy"]["value"] for r in ok])
+            fgt = mean_ci([r["metrics"]["forgetting_max"]["value"] for r in ok])
             kinds = ok[-1]["per_experience"][-1]["state_bytes_by_kind"] if ok else {}
             sae = kinds.get("sae", 0)
             rest = sum(kinds.values()) - sae

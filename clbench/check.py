@@ -43,7 +43,6 @@ reported only; ``n/a`` is a metric undefined in both (joint's forgetting).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +53,7 @@ from tabulate import tabulate
 
 from clbench.errors import ClbenchError
 from clbench.rank import strategy_label
-from clbench.results import write_json_atomic
+from clbench.results import read_json, write_json_atomic
 
 BASELINE_SCHEMA = "clbench.baseline/1"
 #: metrics whose per-seed values a baseline stores
@@ -139,12 +138,7 @@ def load_baseline(path: str | Path) -> dict[tuple[str, str, str], Cell]:
     """Read a baseline file; a missing or malformed file raises ClbenchError naming the fix."""
     path = Path(path)
     fix = f"make one with 'clbench check RESULTS --write-baseline {path}'"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ClbenchError(f"{path}: no such baseline file; {fix}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ClbenchError(f"{path}: not valid JSON ({e}); {fix}") from None
+    data = read_json(path, "baseline", fix, if_missing=fix)
     if not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA:
         raise ClbenchError(f"{path}: not a {BASELINE_SCHEMA} file; {fix}")
     cells = {}

@@ -161,15 +161,22 @@ def validate(data: Any, source: str = "result") -> None:
         raise bad("'feature_forgetting' should be an object with a 'summary' object")
 
 
+def read_json(path: str | Path, what: str, if_invalid: str, if_missing: str = "") -> Any:
+    """Parse a JSON file; a missing or unparsable file is a one-line ClbenchError naming ``what``
+    the file should be and the fix (``if_missing`` / ``if_invalid``)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ClbenchError(f"{path}: no such {what} file" + (f"; {if_missing}" if if_missing else "")) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ClbenchError(f"{path}: not valid JSON ({e}); {if_invalid}") from None
+
+
 def load_result(path: str | Path) -> dict[str, Any]:
     """Read and validate one result file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ClbenchError(f"{path}: no such result file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ClbenchError(f"{path}: not valid JSON ({e}); delete it and re-run the cell") from None
+    data = read_json(path, "result", "delete it and re-run the cell")
     validate(data, source=str(path))
     return data
 

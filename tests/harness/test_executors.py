@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-import torch
 
 from clbench.cli import main
 from clbench.errors import ClbenchError
@@ -27,15 +26,6 @@ try:
     import ray
 except ImportError:  # the Ray tests skip, naming the fix
     ray = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """The local reference runs on one thread, as every worker does on this 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,11 @@
-"""Fixtures for the SAE tests: single-threaded torch and a planted-feature data set."""
+"""Fixtures for the SAE tests: a planted-feature data set (tests/conftest.py sets one torch
+thread for the whole session)."""
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
-import torch
 from torch import Tensor
 
 from tests.sae.planted import planted_codes, unit_dictionary
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These tests run many tiny ops; on a busy 2-core box two OpenMP threads are ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
