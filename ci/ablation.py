@@ -5,7 +5,7 @@
     python ci/ablation.py --stream split-fmnist --task-incremental --out leaderboard/ablation-sae-reg-til.md
 
 Each variant is sae-reg with its registered defaults plus the overrides in :data:`VARIANTS`
-(naive and EWC as references). Runs go through ``clbench.sweep.run_cells``, so they are resumable
+(naive and EWC as references). Runs go through ``clbench.run.sweep.run_cells``, so they are resumable
 and every result is a normal clbench result file; the table shows mean ± 95% t-interval over seeds
 of final accuracy and forgetting (max - last), and the bytes the method keeps (mask and SAE apart).
 """
@@ -32,8 +32,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (:func:`clbench.rank.ci95`)."""
-    from clbench.rank import ci95
+    """Mean and the half-width of its 95% t-interval (:func:`clbench.board.rank.ci95`)."""
+    from clbench.board.rank import ci95  # lazy: --help answers without importing torch
 
     a = np.asarray(values, dtype=float)
     return float(a.mean()), ci95(a)
@@ -50,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the Markdown table here")
     a = ap.parse_args(argv)
 
-    import torch
+    import torch  # lazy: --help answers without importing torch
     torch.set_num_threads(1)
-    from clbench.atomic import write_text_atomic
-    from clbench.errors import ClbenchError
-    from clbench.results import load_result
-    from clbench.suites import Cell
-    from clbench.sweep import run_cells
+    from clbench.atomic import write_text_atomic  # lazy: --help answers without importing torch
+    from clbench.errors import ClbenchError  # lazy: --help answers without importing torch
+    from clbench.results import load_result  # lazy: --help answers without importing torch
+    from clbench.suites import Cell  # lazy: --help answers without importing torch
+    from clbench.run.sweep import run_cells  # lazy: --help answers without importing torch
 
     seeds = [int(s) for s in a.seeds.split(",")]
     rows = []

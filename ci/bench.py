@@ -44,7 +44,7 @@ LR, MOMENTUM, BATCH, EVAL_BATCH = 0.01, 0.9, 128, 1000
 
 
 def time_clbench(seed: int) -> tuple[float, float]:
-    from clbench import build_stream, resolve_config, run
+    from clbench import build_stream, resolve_config, run  # lazy: --help answers without importing torch
 
     stream = build_stream("split-fmnist", seed=seed)
     cfg = resolve_config("split-fmnist", "naive", "mlp", seed,
@@ -57,8 +57,8 @@ def time_clbench(seed: int) -> tuple[float, float]:
 
 def time_plain(seed: int) -> tuple[float, float]:
     """The same work as clbench's run, written as a bare PyTorch loop."""
-    from clbench.models import create_model
-    from clbench.streams import build_stream
+    from clbench.models import create_model  # lazy: --help answers without importing torch
+    from clbench.streams import build_stream  # lazy: --help answers without importing torch
 
     s = build_stream("split-fmnist", seed=seed)
     torch.manual_seed(seed)
@@ -104,14 +104,14 @@ def _torchvision_root() -> Path:
 
 
 def time_stock(seed: int, root: Path) -> tuple[float, float]:
-    from avalanche.benchmarks.classic import SplitFMNIST
-    from avalanche.evaluation.metrics import accuracy_metrics
-    from avalanche.training import Naive
-    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.benchmarks.classic import SplitFMNIST  # lazy: --help answers without importing torch
+    from avalanche.evaluation.metrics import accuracy_metrics  # lazy: --help answers without importing torch
+    from avalanche.training import Naive  # lazy: --help answers without importing torch
+    from avalanche.training.plugins import EvaluationPlugin  # lazy: --help answers without importing torch
 
-    from clbench.models import create_model
+    from clbench.models import create_model  # lazy: --help answers without importing torch
 
-    from clbench.streams import build_stream
+    from clbench.streams import build_stream  # lazy: --help answers without importing torch
 
     order = [c for group in build_stream("split-fmnist", seed=seed).classes_per_exp for c in group]
     bm = SplitFMNIST(n_experiences=5, fixed_class_order=order, dataset_root=root, return_task_id=False)
@@ -170,8 +170,8 @@ def overhead(argv: list[str]) -> None:
 def mono(argv: list[str]) -> None:
     """Every cell of the quick suite run twice, interleaved: ``mono.when=off`` and the default
     ``mono.when=end``; prints the total times and their ratio (issue 3 target: <= 1.30)."""
-    from clbench import build_stream, resolve_config, run
-    from clbench.suites import load_suite
+    from clbench import build_stream, resolve_config, run  # lazy: --help answers without importing torch
+    from clbench.suites import load_suite  # lazy: --help answers without importing torch
 
     ap = argparse.ArgumentParser(prog="bench.py mono")
     ap.add_argument("--seeds", default=None, help="comma-separated subset of the suite's seeds")
@@ -212,10 +212,10 @@ def main() -> None:
     elif verb == "mono":
         mono(rest)
     elif verb == "sweep":
-        import bench_sweep
+        import bench_sweep  # lazy: --help answers without importing torch
         bench_sweep.main(rest)
     else:
-        import bench_sae
+        import bench_sae  # lazy: --help answers without importing torch
         bench_sae.main(rest)
 
 

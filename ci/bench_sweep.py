@@ -49,7 +49,7 @@ def time_sweep(executor: str, workers: int, results: Path, seeds: str = SEEDS) -
 
 def matrices(results: Path) -> dict[str, list[list[float]]]:
     """Relative result path -> accuracy matrix, for every result under ``results``."""
-    from clbench.results import load_results
+    from clbench.results import load_results  # lazy: --help answers without importing torch
 
     out = {}
     for r in load_results(results):

@@ -25,8 +25,9 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clbench.atomic import write_text_atomic  # noqa: E402
-from clbench.mono_eval import DEFAULT_LAYER  # noqa: E402
-from clbench.rank import ci95  # noqa: E402
+from clbench.board.rank import ci95  # noqa: E402
+from clbench.metrics.registry import metric  # noqa: E402
+from clbench.models import MODELS, create_model  # noqa: E402
 from clbench.results import load_results  # noqa: E402
 
 METRICS = ["final_accuracy", "forgetting_max", "mono_silhouette_latent", "mono_silhouette_label",
@@ -41,6 +42,14 @@ def values(results: list[dict], stream: str, model: str, label: str, metric: str
                      and r["metrics"].get(metric, {}).get("value") is not None], dtype=float)
 
 
+def default_layer_of(model: str) -> str:
+    """The registered model's ``default_layer`` (a small instance is built to read it)."""
+    if model not in MODELS:
+        return "default layer"
+    shape = (3, 32, 32) if MODELS.get(model).meta.get("input") == "image" else (40,)
+    return create_model(model, shape, 10).default_layer
+
+
 def table(results: list[dict], stream: str, model: str, tag: str = "",
           pair: tuple[str, str] = ("naive", "sae-ception")) -> str:
     """``pair[1]`` against ``pair[0]`` (default: sae-ception vs naive) on one (stream, model);
@@ -50,7 +59,7 @@ def table(results: list[dict], stream: str, model: str, tag: str = "",
     mine = [r for r in results if r["config"]["stream"] == stream and r["config"]["model"] == model
             and r.get("label", r["config"]["strategy"]) in (base + tag, method + tag)]
     layer = (mine[0]["config"].get("mono", {}).get("layer") if mine else "") \
-        or DEFAULT_LAYER.get(model, "default layer")
+        or default_layer_of(model)
     mp = mine[0]["config"].get("model_params", {}) if mine else {}
     arch = ", ".join(f"{k}={v}" for k, v in mp.items())
     lines = [f"### {stream} ({model}, hook {layer})", "", f"Model: {model}({arch}).", "",
@@ -62,7 +71,7 @@ def table(results: list[dict], stream: str, model: str, tag: str = "",
                 values(results, stream, model, method + tag, m))
         if len(a) == 0 or len(b) == 0:
             continue
-        hib = next(r["metrics"][m]["higher_is_better"] for r in results if m in r["metrics"])
+        hib = metric(m).higher_is_better
         p = float(stats.ttest_ind(b, a, equal_var=False).pvalue) if len(a) > 1 and len(b) > 1 else float("nan")
         diff = b.mean() - a.mean()
         better = diff > 0 if hib else diff < 0

@@ -81,10 +81,10 @@ def draw(method: str, trials: int, seed: int) -> list[dict[str, Any]]:
 
 def _one(stream: str, method: str, trial: int, params: dict[str, Any], seed: int,
          extra: list[str], data_root: str | None) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: --help answers without importing torch
 
     torch.set_num_threads(1)
-    from clbench import resolve_config, run
+    from clbench import resolve_config, run  # lazy: --help answers without importing torch
 
     sets = [f"{method}.{k}={v}" for k, v in params.items()]
     cfg = resolve_config(stream, method, "mlp", seed, ["validation=0.2", "mono.when=off",
@@ -157,7 +157,7 @@ def report(files: list[str], out_md: str | None) -> str:
     head.append("")
     text = "\n".join(head + lines) + "\n"
     if out_md:
-        from clbench.atomic import write_text_atomic
+        from clbench.atomic import write_text_atomic  # lazy: --help answers without importing torch
         write_text_atomic(out_md, text)
     return text
 

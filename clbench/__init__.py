@@ -8,18 +8,16 @@ The CLI (``clbench run``, ``clbench rank``, ``clbench ls``) only wraps this API.
 """
 from __future__ import annotations
 
-from clbench.config import RunConfig, resolve_config
+from clbench import run
 from clbench.errors import ClbenchError
 from clbench.models.base import MODELS
 from clbench.results import RunResult
-from clbench.runner import run
+from clbench.run.config import RunConfig, resolve_config
 from clbench.strategy_api import STRATEGIES, BuildContext, register_strategy
 from clbench.streams import STREAMS, Stream, build_stream, register_stream
 from clbench.version import __version__
 
 register_model = MODELS.register
-
-import strategies as _builtin_strategies  # noqa: E402,F401  (registers the built-in methods)
 
 __all__ = [
     "MODELS", "STRATEGIES", "STREAMS", "BuildContext", "ClbenchError", "RunConfig", "RunResult",

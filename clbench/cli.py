@@ -10,21 +10,25 @@
     clbench run --stream split-digits --strategy naive --seeds 0 --keep-checkpoints
     clbench analyze results/split-digits/mlp/naive/seed0.json      # feature-level forgetting
     clbench ls strategies
+    clbench ls metrics                            # every metric: direction, header, formula
     clbench leaderboard leaderboard/results --name cpu-v1    # README, CSV, figures, index.html
     clbench check results/ --baseline leaderboard/baselines/quick.json   # exit 1 on a regression
     clbench submit strategies/my_method.py --suite cpu-v1 --results leaderboard/results
 
 A user mistake (unknown name, bad override, missing data) prints one ``clbench: error: ...``
 line and exits with status 2.
+
+Each ``cmd_*`` verb imports its stage inside the function (marked ``# lazy``): parsing the
+arguments and printing help must not import torch and Avalanche, which take seconds.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from clbench.atomic import write_text_atomic
 from clbench.errors import ClbenchError
 
 
@@ -52,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="clbench", description="Continual-learning benchmark harness.")
     sub = ap.add_subparsers(dest="verb", parser_class=_Parser)
 
-    ls = sub.add_parser("ls", help="list registered streams, strategies, models or suites")
-    ls.add_argument("what", choices=["streams", "strategies", "models", "suites"])
+    ls = sub.add_parser("ls", help="list streams, strategies, models, suites or metrics")
+    ls.add_argument("what", choices=["streams", "strategies", "models", "suites", "metrics"])
 
     r = sub.add_parser("run", help="run a suite or a single grid of cells (default: the quick suite)")
     r.add_argument("--suite", help="a built-in suite name or a suite .yaml file")
@@ -114,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_leaderboard_verbs(sub: Any) -> None:
-    """``leaderboard``, ``check`` and ``submit`` (see clbench.leaderboard, .check, .submit)."""
+    """``leaderboard``, ``check`` and ``submit`` (see clbench.board.leaderboard, .check, .submit)."""
     lb = sub.add_parser("leaderboard", help="write a leaderboard folder: README.md, CSV, "
                                             "figures and index.html")
     lb.add_argument("results", help="results folder")
@@ -153,7 +157,8 @@ def _add_leaderboard_verbs(sub: Any) -> None:
 
 
 def cmd_leaderboard(a: argparse.Namespace) -> int:
-    from clbench.leaderboard import build_leaderboard
+    # lazy: see the module docstring
+    from clbench.board.leaderboard import build_leaderboard
 
     out = Path(a.out_dir) if a.out_dir else Path(a.results).parent
     for p in build_leaderboard(a.results, out, a.name, a.metric, a.title):
@@ -162,7 +167,8 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
 
 
 def cmd_check(a: argparse.Namespace) -> int:
-    from clbench.check import (FLOOR, Z, collect, compare, failing, load_baseline, render_rows,
+    # lazy: see the module docstring
+    from clbench.board.check import (FLOOR, Z, collect, compare, failing, load_baseline, render_rows,
                                summary, write_baseline)
     from clbench.results import load_results
 
@@ -181,9 +187,10 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_submit(a: argparse.Namespace) -> int:
+    # lazy: see the module docstring
     import torch
 
-    from clbench.submit import submit
+    from clbench.board.submit import submit
 
     if a.threads < 1:
         raise ClbenchError(f"--threads {a.threads}: must be at least 1")
@@ -198,13 +205,21 @@ def cmd_submit(a: argparse.Namespace) -> int:
 
 
 def cmd_ls(what: str) -> int:
+    # lazy: see the module docstring
     import clbench  # noqa: F401  (registers everything)
     from clbench.data import DATASETS  # noqa: F401
+    from clbench.metrics.registry import listed
     from clbench.models import MODELS
     from clbench.strategy_api import STRATEGIES
     from clbench.streams import STREAMS
     from clbench.suites import load_suite, suite_names
 
+    if what == "metrics":  # name, direction, table header, formula (clbench.metrics.registry)
+        metrics = listed()
+        width, hwidth = max(len(m.name) for m in metrics), max(len(m.header) for m in metrics)
+        for m in metrics:
+            print(f"{m.name:<{width}}  {m.direction:<6}  {m.header:<{hwidth}}  {m.formula}")
+        return 0
     if what == "suites":
         for n in suite_names():
             s = load_suite(n)
@@ -217,10 +232,12 @@ def cmd_ls(what: str) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from clbench.rank import rank_results, render
+    # lazy: see the module docstring
+    from clbench.board.rank import rank_results, render
     from clbench.results import load_result
     from clbench.suites import Cell, load_suite
-    from clbench.sweep import run_cells
+    from clbench.run.plan import plan, refuse_done_without_checkpoints
+    from clbench.run.sweep import run_cells
 
     if a.threads is not None:
         if a.threads < 1:
@@ -248,7 +265,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.keep_checkpoints:
         overrides = [*overrides, "keep_checkpoints=true"]
         if a.resume:
-            _refuse_done_without_checkpoints(cells, overrides, a)
+            refuse_done_without_checkpoints(plan(cells, overrides, a.results, a.data_root,
+                                                 a.task_incremental))
     paths = run_cells(cells, a.results, overrides, a.data_root, a.resume, a.task_incremental,
                       a.download, show_progress=not a.quiet, executor=a.executor,
                       workers=a.workers, address=a.address, threads=a.threads)
@@ -259,20 +277,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_done_without_checkpoints(cells: Sequence[Any], overrides: list[str],
-                                     a: argparse.Namespace) -> None:
-    """--keep-checkpoints with resume: a finished cell without checkpoints would be skipped."""
-    from clbench.sweep import is_done, plan
-
-    bare = [p.path for p in plan(cells, overrides, a.results, a.data_root, a.task_incremental)
-            if is_done(p.path) and "checkpoints" not in json.loads(p.path.read_text())]
-    if bare:
-        more = f" and {len(bare) - 1} more results" if len(bare) > 1 else ""
-        raise ClbenchError(f"{bare[0]}{more} finished without checkpoints; add --no-resume to "
-                           "re-run with --keep-checkpoints")
-
-
 def cmd_analyze(a: argparse.Namespace) -> int:
+    # lazy: see the module docstring
     from clbench.analyze import AnalyzeSettings, CrosscoderSettings, analyze
 
     settings = AnalyzeSettings(
@@ -287,7 +293,8 @@ def cmd_analyze(a: argparse.Namespace) -> int:
 
 
 def cmd_rank(a: argparse.Namespace) -> int:
-    from clbench.rank import rank_results, render
+    # lazy: see the module docstring
+    from clbench.board.rank import rank_results, render
     from clbench.results import load_results
 
     text = render(rank_results(load_results(a.results), a.metric), a.format)
@@ -296,11 +303,7 @@ def cmd_rank(a: argparse.Namespace) -> int:
                        + (["--out", a.out] if a.out else []))
         text = f"# {a.title}\n\nGenerated by `{cmd}`.\n\n" + text
     if a.out:
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        write_text_atomic(a.out, text)
     else:
         print(text)
     return 0

@@ -5,6 +5,8 @@ file, a malformed override). The CLI prints its message as one line and exits wi
 anything else is a bug and keeps its traceback.
 
     >>> raise ClbenchError("unknown stream 'split-fmnst'; did you mean 'split-fmnist'?")
+    Traceback (most recent call last):
+    clbench.errors.ClbenchError: unknown stream 'split-fmnst'; did you mean 'split-fmnist'?
 """
 from __future__ import annotations
 

@@ -4,7 +4,15 @@
     >>> MODELS = Registry("model")
     >>> @MODELS.register("mlp", description="784-400-400-10 style MLP")
     ... def build_mlp(input_shape, n_classes): ...
-    >>> MODELS.get("mpl")  # raises ClbenchError: unknown model 'mpl'; did you mean 'mlp'?
+    >>> MODELS.get("mlp").description
+    '784-400-400-10 style MLP'
+    >>> MODELS.get("mpl")
+    Traceback (most recent call last):
+    clbench.errors.ClbenchError: unknown model 'mpl'; did you mean 'mlp'?
+
+A registry may be given a ``loader``: a function called once, on the first lookup (``get``,
+``in``, iteration, ``names``), that imports the modules whose decorators fill it. The strategy
+registry loads its built-in methods and the ``clbench.strategies`` entry points that way.
 """
 from __future__ import annotations
 
@@ -31,9 +39,16 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """A mapping from names to registered objects of one kind (stream, model, ...)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, loader: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        self._loader = loader
+
+    def _load(self) -> None:
+        """Run the loader once (before it runs, so registrations made while loading land)."""
+        if self._loader is not None:
+            loader, self._loader = self._loader, None
+            loader()
 
     def register(self, name: str, *, description: str, **meta: Any) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; a duplicate name is an error."""
@@ -51,22 +66,27 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Entry[T]:
         """The entry for ``name``; an unknown name raises with the closest known names."""
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
             raise ClbenchError(unknown_name_message(self.kind, name, self._entries)) from None
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry[T]]:
+        self._load()
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
     def __len__(self) -> int:
+        self._load()
         return len(self._entries)
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style wildcard, sorted."""
+        self._load()
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
 

@@ -7,7 +7,7 @@
 Schema ``clbench.result/1`` (every key required unless marked optional):
 
 * ``schema``: ``"clbench.result/1"``; ``status``: ``"ok"`` or ``"failed"``; ``error``: str|null
-* ``config``: the fully resolved :class:`~clbench.config.RunConfig` (``RunConfig.to_dict``)
+* ``config``: the fully resolved :class:`~clbench.run.config.RunConfig` (``RunConfig.to_dict``)
 * ``stream``: ``name``, ``version``, ``fingerprint``, ``scenario``, ``n_experiences``,
   ``classes_per_exp``
 * ``accuracy_matrix``: ``R[i][j]``, accuracy on experience ``j``'s test set after training

@@ -15,11 +15,31 @@ A name like ``replay+ewc`` composes several methods: any number of plugins and a
 template. Parameters are typed by their defaults; ``family_defaults`` override the defaults for
 one stream family (``embedded``, ``mnist``, ``cifar``); ``check`` validates the resolved values
 when a run's config is resolved, so a bad value stops a sweep before its first run.
+
+Where methods come from: the registry is filled on its first lookup, by importing the built-in
+methods (:mod:`clbench.strategies`, the repository's ``strategies/`` folder) and then every entry
+point of the group ``clbench.strategies`` that an installed distribution declares. So another
+package adds methods by ``pip install`` alone; in its ``pyproject.toml``::
+
+    [project.entry-points."clbench.strategies"]
+    my-method = "my_package.my_method"      # a module whose import calls register_strategy
+
+An entry point that fails to import is skipped with a warning naming it and its distribution:
+one broken package must not take every other method down.
+
+A method with many settings keeps them in one frozen dataclass (defaults, validation in
+``__post_init__``); :func:`cli_defaults` gives the registry's ``defaults`` from it and
+:func:`from_params` builds (and so validates) it from resolved parameters. A field with
+``metadata={"cli": False}`` (a loss function, say) is not a command-line parameter.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from importlib.metadata import entry_points
+from typing import Any, Callable, Literal, Mapping, TypeVar
 
 from avalanche.core import SupervisedPlugin
 from torch import nn
@@ -29,6 +49,7 @@ from clbench.registry import Registry
 from clbench.streams import Stream
 
 Kind = Literal["plugin", "template"]
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -64,7 +85,23 @@ class StrategySpec:
         return {**self.defaults, **self.family_defaults.get(family, {})}
 
 
-STRATEGIES: Registry[StrategySpec] = Registry("strategy")
+#: the entry-point group through which installed packages register methods
+ENTRY_POINT_GROUP = "clbench.strategies"
+
+
+def load_methods() -> None:
+    """Import the built-in methods, then every ``clbench.strategies`` entry point."""
+    importlib.import_module("clbench.strategies")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as e:  # noqa: BLE001  (another package's code: report, go on)
+            dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+            warnings.warn(f"clbench: entry point {ep.name!r} ({ep.value}) of {dist} failed to "
+                          f"load and is skipped: {type(e).__name__}: {e}", stacklevel=2)
+
+
+STRATEGIES: Registry[StrategySpec] = Registry("strategy", loader=load_methods)
 
 
 def register_strategy(name: str, *, description: str, kind: Kind = "plugin",
@@ -123,3 +160,25 @@ def build_components(specs: list[StrategySpec], params: dict[str, dict[str, Any]
         elif out is not None:
             plugins.append(out)
     return template, plugins
+
+
+# ------------------------------------------------------------------ method configs
+
+def cli_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of config dataclass ``cls`` that are command-line parameters (in order)."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+
+
+def cli_defaults(cls: type) -> dict[str, Any]:
+    """``{name: default}`` of ``cls``'s command-line fields: a registry's ``defaults``."""
+    out = {f.name: f.default for f in cli_fields(cls)}
+    missing = [k for k, v in out.items() if v is dataclasses.MISSING]
+    if missing:
+        raise TypeError(f"{cls.__name__}: command-line fields need a plain default: {missing}")
+    return out
+
+
+def from_params(cls: type[C], params: Mapping[str, Any]) -> C:
+    """``cls`` built from the command-line fields present in ``params`` (other keys, such as a
+    method's ``layer``, are ignored); its ``__post_init__`` validates them."""
+    return cls(**{f.name: params[f.name] for f in cli_fields(cls) if f.name in params})

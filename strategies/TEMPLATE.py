@@ -21,8 +21,11 @@ epochs, seed). The returned plugin is added to Avalanche's stock ``Naive`` templ
 gives ``model``, ``mb_x``, ``mb_y``, ``mb_output``, ``loss``, ``experience``, ...).
 
 What clbench measures: accuracy on every experience after each one (the accuracy matrix),
-time, and ``state_bytes``: every tensor, stored sample and model copy the plugin holds
-between experiences (here the anchor: one copy of the parameters).
+time, and ``state_bytes``: every tensor, numpy array, stored sample (a dataset derived from
+the experiences') and model copy the plugin holds between experiences, in its attributes and
+the dicts, lists and objects below them (here the anchor: one copy of the parameters). An SAE
+counts as ``sae``; a class of yours sets ``__clbench_state_kind__`` to choose its kind (see
+:mod:`clbench.run.cost`, which also lists what is not counted).
 
 Rules for the leaderboard (``clbench submit`` checks the last one by running a seed again):
 train only on the current experience's data (plus what the method stores, which is

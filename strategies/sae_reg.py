@@ -61,14 +61,22 @@ paper's "one-sided weight-space penalty" we read as the stability term alone). T
 diagonals and anchor at the latest weights); the test checks this to 1e-6.
 
 **The SAE** is trained once, on the hooked layer's activations of the first experience's data at
-its end (TopK by default; ``sae=relu_l1`` optional), or loaded from ``sae_path`` (a file written by
-``SAEBase.save``); it is frozen from then on.
+its end (TopK by default; ``sae=relu_l1`` optional; :func:`clbench.sae.fit.fit_layer_sae`), or
+loaded from ``sae_path`` (a file written by ``SAEBase.save``); it is frozen from then on.
+
+**In any Avalanche script**: ``Naive(model, opt, criterion, plugins=[SAERegPlugin("fc2",
+SAERegConfig(lam=1.0), seed=0)])``. "Current data" is ``strategy.experience.dataset`` (at most
+``max_samples`` seeded rows, :func:`clbench.run.fastdata.experience_rows`); ``l_n`` and the ``ablate``
+guide's ``CE`` are ``SAERegConfig.criterion`` (default ``torch.nn.functional.cross_entropy``, a
+mean-reduced ``criterion(logits, y)``). ``layer`` is a key of a clbench model's ``hook_layers``
+or, for any other ``nn.Module``, a ``named_modules()`` path with ``[B, d]`` output.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Literal, Protocol, get_args
 
 import torch
 import torch.nn.functional as F
@@ -77,18 +85,72 @@ from avalanche.models.utils import avalanche_forward
 from torch import Tensor, nn
 
 from clbench.errors import ClbenchError
-from clbench.mono_eval import default_layer
+from clbench.models import default_layer
+from clbench.run.fastdata import experience_rows, sample_rows
 from clbench.sae.capture import LayerTap, capture, hook_module, layer_pool
+from clbench.sae.fit import fit_layer_sae
 from clbench.sae.relu_l1 import ReLUL1SAE
 from clbench.sae.topk import SAEBase, TopKSAE
-from clbench.sae.train import SAE_KINDS, SAETrainConfig, train_sae
-from clbench.strategy_api import BuildContext, register_strategy
+from clbench.sae.train import SAE_KINDS
+from clbench.strategy_api import BuildContext, cli_defaults, from_params, register_strategy
 
-RHOS = ("one-sided", "two-sided")
-IMPORTANCES = ("fisher", "attribution")
-GUIDES = ("ablate", "recruit")
-#: SAE training batch size and learning rate
-SAE_BATCH, SAE_LR = 256, 1e-3
+Rho = Literal["one-sided", "two-sided"]
+Importance = Literal["fisher", "attribution"]
+Guide = Literal["ablate", "recruit"]
+RHOS, IMPORTANCES, GUIDES = get_args(Rho), get_args(Importance), get_args(Guide)
+#: ``criterion(logits [B, C], y [B]) -> mean loss``
+Criterion = Callable[[Tensor, Tensor], Tensor]
+
+
+# ------------------------------------------------------------------ settings
+
+@dataclass(frozen=True)
+class SAERegConfig:
+    """sae-reg's settings (module docstring); each field but ``criterion`` is the command-line
+    parameter ``sae-reg.<field>``, beside ``sae-reg.layer``.
+
+    ``lam``, ``guide_lam``: weights of protect and guide; ``rho``, ``importance``, ``guide``:
+    their forms; ``q`` / ``top_m``: the mask rule; ``normalize``: weights sum to 1 per
+    experience; ``sae``, ``expansion``, ``k``, ``sae_steps``: the SAE trained after experience 1
+    (unless ``sae_path`` names a saved one); ``max_samples``: rows read per experience;
+    ``criterion``: the per-batch loss ``l`` of the importance and of the ablate guide.
+    """
+
+    lam: float = 10.0
+    guide: Guide = "ablate"
+    guide_lam: float = 0.1
+    rho: Rho = "one-sided"
+    importance: Importance = "fisher"
+    q: float = 0.9
+    top_m: int = 0
+    normalize: bool = True
+    sae: str = "topk"
+    expansion: int = 2
+    k: int = 16
+    sae_steps: int = 200
+    sae_path: str = ""
+    max_samples: int = 2000
+    criterion: Criterion = field(default=F.cross_entropy, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        choices = {"rho": RHOS, "importance": IMPORTANCES, "guide": GUIDES, "sae": SAE_KINDS}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ClbenchError(f"sae-reg.{key}={getattr(self, key)}: choose one of "
+                                   f"{', '.join(allowed)}")
+        if not 0 < self.q <= 1:
+            raise ClbenchError(f"sae-reg.q={self.q}: must be in (0, 1]")
+        for key in ("expansion", "k", "sae_steps", "max_samples"):
+            if getattr(self, key) < 1:
+                raise ClbenchError(f"sae-reg.{key}={getattr(self, key)}: must be at least 1")
+        if self.top_m < 0:
+            raise ClbenchError(f"sae-reg.top_m={self.top_m}: must be >= 0 (0: use q)")
+        for key in ("lam", "guide_lam"):
+            if not getattr(self, key) >= 0:
+                raise ClbenchError(f"sae-reg.{key}={getattr(self, key)}: must be >= 0")
+        if not callable(self.criterion):
+            raise ClbenchError(f"SAERegConfig.criterion={self.criterion!r}: must be a loss "
+                               f"function criterion(logits, y), e.g. F.cross_entropy")
 
 
 # ------------------------------------------------------------------ pure functions
@@ -281,40 +343,34 @@ class ParamFeatures:
 def _experience_batches(strategy: Any, max_samples: int, seed: int,
                         batch_size: int = 256) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """(x, y, t) batches of at most ``max_samples`` rows (seeded) of the current experience's
-    own training data: ``strategy.experience.dataset``, never a buffer or an older experience.
-
-    Uses clbench's zero-copy gather when the dataset came from its Bridge, else a DataLoader."""
-    ds = strategy.experience.dataset
-    n = len(ds)
-    g = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(n, generator=g)[:max_samples] if n > max_samples else torch.arange(n)
-    bridge = next((p.bridge for p in strategy.plugins if hasattr(p, "bridge")), None)
-    if bridge is not None and hasattr(ds, "sample_id"):
-        x, y, t = bridge.gather(ds)
-        x, y, t = x[rows], y[rows], t[rows]
-        for s in range(0, len(rows), batch_size):
-            yield (x[s:s + batch_size].to(strategy.device), y[s:s + batch_size].to(strategy.device),
-                   t[s:s + batch_size])
-        return
-    loader = torch.utils.data.DataLoader(ds.subset(rows.tolist()), batch_size=batch_size,
-                                         collate_fn=getattr(ds, "collate_fn", None))
-    for batch in loader:
-        yield batch[0].to(strategy.device), batch[1].to(strategy.device), batch[-1]
+    own training data: ``strategy.experience.dataset``, never a buffer or an older experience
+    (:func:`clbench.run.fastdata.experience_rows`); x and y on the strategy's device."""
+    rows = sample_rows(len(strategy.experience.dataset), max_samples, seed)
+    x, y, t = experience_rows(strategy, rows)
+    for s in range(0, len(rows), batch_size):
+        yield (x[s:s + batch_size].to(strategy.device), y[s:s + batch_size].to(strategy.device),
+               t[s:s + batch_size])
 
 
 class SAERegPlugin(SupervisedPlugin):
     """Adds ``lam * protect + guide_lam * guide`` (module docstring) to every training loss from
-    the second experience on; builds the feature mask at the end of each experience."""
+    the second experience on; builds the feature mask at the end of each experience.
 
-    def __init__(self, layer: str, *, lam: float, guide: str, guide_lam: float, rho: str,
-                 importance: str, q: float, top_m: int, normalize: bool, sae: str,
-                 expansion: int, k: int, sae_steps: int, max_samples: int, seed: int,
-                 sae_model: SAEBase | None = None, features: FeatureMap | None = None) -> None:
+    A plain Avalanche plugin: ``SAERegPlugin("fc2", SAERegConfig(lam=1.0), seed=0)``."""
+
+    def __init__(self, layer: str, config: SAERegConfig | None = None, *, seed: int = 0,
+                 sae_model: SAEBase | None = None, features: FeatureMap | None = None,
+                 **overrides: Any) -> None:
+        """``layer``: the hooked layer (module docstring); ``config``: the settings (default
+        :class:`SAERegConfig`), with ``overrides`` (its field names) replacing some of them;
+        ``seed``: rows and SAE training; ``sae_model``: a frozen SAE to use as is (default:
+        ``config.sae_path`` if set, else one trained after experience 1); ``features``: another
+        dictionary altogether (:class:`ParamFeatures`)."""
         super().__init__()
-        self.layer, self.lam, self.guide, self.guide_lam, self.rho = layer, lam, guide, guide_lam, rho
-        self.importance, self.q, self.top_m, self.normalize = importance, q, top_m, normalize
-        self.sae_kind, self.expansion, self.k, self.sae_steps = sae, expansion, k, sae_steps
-        self.max_samples, self.seed = max_samples, seed
+        self.layer, self.seed = layer, seed
+        self.config = replace(config or SAERegConfig(), **overrides)
+        if features is None and sae_model is None and self.config.sae_path:
+            sae_model = load_sae(self.config.sae_path)
         self.features: FeatureMap | None = features
         if features is None and sae_model is not None:
             self.features = SAEFeatures(layer, sae_model)
@@ -333,18 +389,12 @@ class SAERegPlugin(SupervisedPlugin):
 
     def fit_sae(self, strategy: Any) -> None:
         """Train the dictionary on the current experience's activations, then freeze it."""
-        e = strategy.experience.current_experience
-        with torch.random.fork_rng(devices=[]):
-            xs = [x for x, _, _ in _experience_batches(strategy, self.max_samples,
-                                                       self.seed * 1000 + e)]
-            acts = capture(strategy.model, self.layer, torch.cat(xs))
-            d = acts.shape[1]
-            cfg = SAETrainConfig(n_latents=self.expansion * d, k=min(self.k, d), lr=SAE_LR,
-                                 steps=self.sae_steps, batch_size=min(SAE_BATCH, len(acts)),
-                                 seed=self.seed)
-            sae, _ = train_sae(acts, cfg, kind=self.sae_kind)
-        sae.zero_grad(set_to_none=True)
-        self.features = SAEFeatures(self.layer, sae)
+        c, e = self.config, strategy.experience.current_experience
+        rows = sample_rows(len(strategy.experience.dataset), c.max_samples, self.seed * 1000 + e)
+        x = experience_rows(strategy, rows)[0].to(strategy.device)
+        fitted = fit_layer_sae(strategy.model, self.layer, x, kind=c.sae, expansion=c.expansion,
+                               k=c.k, steps=c.sae_steps, seed=self.seed)
+        self.features = SAEFeatures(self.layer, fitted.sae)
 
     def build_mask(self, strategy: Any) -> tuple[Tensor, Tensor]:
         """``(M_t, w_t)`` from the current experience's data (eval mode, model unchanged)."""
@@ -352,39 +402,40 @@ class SAERegPlugin(SupervisedPlugin):
         model = strategy.model
         was_training = model.training
         model.eval()
-        e = strategy.experience.current_experience
+        c, e = self.config, strategy.experience.current_experience
         fs, gs = [], []
         try:
-            for x, y, t in _experience_batches(strategy, self.max_samples, self.seed * 1000 + e):
-                f, g = self.features.values_and_grads(model, strategy._criterion, x, y, t)
+            for x, y, t in _experience_batches(strategy, c.max_samples, self.seed * 1000 + e):
+                f, g = self.features.values_and_grads(model, c.criterion, x, y, t)
                 fs.append(f)
                 gs.append(g)
         finally:
             model.train(was_training)
             model.zero_grad(set_to_none=True)
-        omega = importance(torch.cat(fs), torch.cat(gs), self.importance)
-        idx = select_mask(omega, self.q, self.top_m)
+        omega = importance(torch.cat(fs), torch.cat(gs), c.importance)
+        idx = select_mask(omega, c.q, c.top_m)
         w = omega[idx]
-        if self.normalize and len(idx):
+        if c.normalize and len(idx):
             w = w / w.sum().clamp_min(1e-30)
         return idx.cpu(), w.detach().cpu()
 
     def penalty(self, strategy: Any) -> Tensor:
         """``lam * protect + guide_lam * guide`` for the current mini-batch (after its forward)."""
         assert self.features is not None
+        c = self.config
         if self._dev_mask is None or self._dev_mask[0].device != torch.device(strategy.device):
             self._dev_mask = (self.mask_idx.to(strategy.device), self.mask_w.to(strategy.device))
         idx, w = self._dev_mask
         total = strategy.loss.new_zeros(())
-        needs_features = self.lam > 0 or (self.guide == "recruit" and self.guide_lam > 0)
+        needs_features = c.lam > 0 or (c.guide == "recruit" and c.guide_lam > 0)
         if needs_features:
             f = self.features.live(strategy.model)
             f_ref = self.features.reference(strategy.mb_x)
-            if self.lam > 0:
-                total = total + self.lam * protect_term(f, f_ref, idx, w, self.rho)
-            if self.guide == "recruit" and self.guide_lam > 0:
-                total = total + self.guide_lam * recruit_term(f, f_ref, idx, w)
-        if self.guide == "ablate" and self.guide_lam > 0:
+            if c.lam > 0:
+                total = total + c.lam * protect_term(f, f_ref, idx, w, c.rho)
+            if c.guide == "recruit" and c.guide_lam > 0:
+                total = total + c.guide_lam * recruit_term(f, f_ref, idx, w)
+        if c.guide == "ablate" and c.guide_lam > 0:
             if not isinstance(self.features, SAEFeatures):
                 raise ClbenchError("sae-reg guide=ablate needs an SAE dictionary")
             handle = self.features.ablation_hook(strategy.model, idx)
@@ -392,7 +443,7 @@ class SAERegPlugin(SupervisedPlugin):
                 out = avalanche_forward(strategy.model, strategy.mb_x, strategy.mb_task_id)
             finally:
                 handle.remove()
-            total = total + self.guide_lam * strategy._criterion(out, strategy.mb_y)
+            total = total + c.guide_lam * c.criterion(out, strategy.mb_y)
         return total
 
     # --------------------------------------------------------------- Avalanche hooks
@@ -434,43 +485,22 @@ def load_sae(path: str) -> SAEBase:
 
 
 def _check(p: dict[str, Any]) -> None:
-    choices = {"rho": RHOS, "importance": IMPORTANCES, "guide": GUIDES, "sae": SAE_KINDS}
-    for key, allowed in choices.items():
-        if p[key] not in allowed:
-            raise ClbenchError(f"sae-reg.{key}={p[key]}: choose one of {', '.join(allowed)}")
-    if not 0 < p["q"] <= 1:
-        raise ClbenchError(f"sae-reg.q={p['q']}: must be in (0, 1]")
-    for key in ("expansion", "k", "sae_steps", "max_samples"):
-        if p[key] < 1:
-            raise ClbenchError(f"sae-reg.{key}={p[key]}: must be at least 1")
-    if p["top_m"] < 0:
-        raise ClbenchError(f"sae-reg.top_m={p['top_m']}: must be >= 0 (0: use q)")
-    for key in ("lam", "guide_lam"):
-        if not p[key] >= 0:
-            raise ClbenchError(f"sae-reg.{key}={p[key]}: must be >= 0")
+    """Validate resolved ``sae-reg.*`` parameters by building the config."""
+    from_params(SAERegConfig, p)
 
 
 @register_strategy(
-    "sae-reg", check=_check,
-    defaults={"layer": "", "lam": 10.0, "guide": "ablate", "guide_lam": 0.1,
-              "rho": "one-sided", "importance": "fisher", "q": 0.9, "top_m": 0,
-              "normalize": True, "sae": "topk", "expansion": 2, "k": 16, "sae_steps": 200,
-              "sae_path": "", "max_samples": 2000},
+    "sae-reg", check=_check, defaults={"layer": "", **cli_defaults(SAERegConfig)},
     description="SAE-guided activation regularization: protects important SAE features of "
                 "old tasks, keeps only a feature mask (arXiv 2606.26629)")
 def sae_reg(p: dict[str, Any], ctx: BuildContext) -> SAERegPlugin:
-    _check(p)
-    layer = p["layer"] or default_layer(ctx.extras.get("model_name", ""), ctx.model)
+    config = from_params(SAERegConfig, p)
+    layer = p["layer"] or default_layer(ctx.model)
     hook_module(ctx.model, layer)  # an unknown layer fails here, with the known names
-    sae_model = None
-    if p["sae_path"]:
-        sae_model = load_sae(p["sae_path"])
+    plugin = SAERegPlugin(layer, config, seed=ctx.seed)   # loads config.sae_path, if set
+    if plugin.sae is not None:
         width = capture(ctx.model, layer, ctx.stream.x_train[:2]).shape[1]
-        if sae_model.d_in != width:
-            raise ClbenchError(f"sae-reg.sae_path={p['sae_path']}: the SAE reads {sae_model.d_in}-d "
-                               f"inputs but layer {layer!r} is {width}-d")
-    return SAERegPlugin(layer, lam=p["lam"], guide=p["guide"], guide_lam=p["guide_lam"],
-                        rho=p["rho"], importance=p["importance"], q=p["q"], top_m=p["top_m"],
-                        normalize=p["normalize"], sae=p["sae"], expansion=p["expansion"],
-                        k=p["k"], sae_steps=p["sae_steps"], max_samples=p["max_samples"],
-                        seed=ctx.seed, sae_model=sae_model)
+        if plugin.sae.d_in != width:
+            raise ClbenchError(f"sae-reg.sae_path={config.sae_path}: the SAE reads "
+                               f"{plugin.sae.d_in}-d inputs but layer {layer!r} is {width}-d")
+    return plugin

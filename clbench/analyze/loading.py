@@ -19,10 +19,10 @@ from typing import Any
 from torch import nn
 
 from clbench.checkpoints import checkpoint_files, load_state
-from clbench.config import RunConfig
+from clbench.run.config import RunConfig
 from clbench.errors import ClbenchError
 from clbench.results import load_result
-from clbench.runner import build_model
+from clbench.run.runner import build_model
 from clbench.streams import Stream, build_stream, holdout
 
 

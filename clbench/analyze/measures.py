@@ -44,6 +44,7 @@ from torch import Tensor
 
 from clbench.analyze.probe import Probe
 from clbench.analyze.sources import Sources
+from clbench.metrics.registry import directions
 from clbench.sae.crosscoder import TopKCrosscoder
 
 #: capacity retention below this counts as "halved"
@@ -54,16 +55,9 @@ EPS = 1e-6
 #: fraction of its largest norm in the same layer over the checkpoints
 PRESENT = 0.2
 
-#: summary metric -> higher_is_better (joined into the run's ``metrics``)
-FEATURE_FORGETTING_METRICS: dict[str, bool] = {
-    "ff_frac_first_exp_capacity_halved": False,
-    "ff_frac_capacity_halved": False,
-    "ff_mean_capacity_retention": True,
-    "ff_mean_persistence": True,
-    "ff_mean_readout_drop": False,
-    "ff_frac_moved_to_middle": True,
-    "ff_crosscoder_fvu": False,
-}
+#: summary metric -> higher_is_better (joined into the run's ``metrics``); a view of the
+#: registry's ``ff`` group (:mod:`clbench.metrics.registry`)
+FEATURE_FORGETTING_METRICS: dict[str, bool] = directions("ff")
 
 
 def capacity(cc: TopKCrosscoder, n_layers: int, n_ckpts: int) -> Tensor:

@@ -16,7 +16,6 @@ strategies on them. Every file is written atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,12 @@ import torch
 
 from clbench.analyze.fit import CrosscoderSettings, fit_crosscoder, partial_pre, shared_codes
 from clbench.analyze.loading import load_run
-from clbench.analyze.measures import FEATURE_FORGETTING_METRICS, FeatureMeasures, feature_measures
+from clbench.analyze.measures import FeatureMeasures, feature_measures
 from clbench.analyze.probe import probe_set
 from clbench.analyze.report import write_report
 from clbench.analyze.sources import collect_sources, head_input_layer, pick_layers
 from clbench.errors import ClbenchError
+from clbench.metrics.registry import metric
 from clbench.results import load_result, validate, write_json_atomic
 
 
@@ -152,18 +152,10 @@ def join_into_result(path: Path, block: dict[str, Any]) -> None:
     data = load_result(path)
     data["feature_forgetting"] = block
     for name, value in block["summary"].items():
-        data["metrics"][name] = {"value": value,
-                                 "higher_is_better": FEATURE_FORGETTING_METRICS[name]}
+        data["metrics"][name] = metric(name).entry(value)
     validate(data, source=str(path))
     write_json_atomic(path, data)
 
 
 def _save_crosscoder(cc: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        cc.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    cc.save(path)  # atomic: SAEBase.save goes through clbench.atomic

@@ -18,8 +18,6 @@ The HTML page links only files this function wrote, by relative path.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +25,20 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from clbench.analyze.measures import FEATURE_FORGETTING_METRICS, FeatureMeasures
+from clbench.analyze.measures import FeatureMeasures
 from clbench.analyze.probe import Probe
+from clbench.atomic import write_atomic, write_text_atomic
+from clbench.metrics.registry import metric
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
-    """``fig`` as a PNG at ``path``, written to a temp file and renamed.
+    """``fig`` as a PNG at ``path``, written atomically (:mod:`clbench.atomic`).
 
     Figures are built with ``matplotlib.figure.Figure`` (no pyplot), so PNGs are drawn by the
     Agg renderer and no global backend or figure registry is touched.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100,
+                                                    bbox_inches="tight"))
 
 
 def _ckpt_labels(after: list[int]) -> list[str]:
@@ -163,8 +156,7 @@ def write_report(out: Path, fm: FeatureMeasures, top: list[int], images: dict[in
     feat_rows = [[i, f"exp{int(fm.serves[i])}", float(fm.activation[i]), float(rho[i]),
                   float(pers[i]), None if drop is None else float(drop[i]), bool(moved[i])]
                  for i in top]
-    metric_rows = [[k, v, "higher" if FEATURE_FORGETTING_METRICS[k] else "lower"]
-                   for k, v in summary.items()]
+    metric_rows = [[k, v, metric(k).direction] for k, v in summary.items()]
     info_rows = [[k, v] for k, v in info.items()]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Feature-level forgetting</title>",
@@ -183,13 +175,4 @@ def write_report(out: Path, fm: FeatureMeasures, top: list[int], images: dict[in
           for i, p in feature_figs.items()],
         "</body></html>",
     ]
-    path = out / "report.html"
-    fd, tmp = tempfile.mkstemp(prefix=".report.html.", suffix=".tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(parts) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(out / "report.html", "\n".join(parts) + "\n")

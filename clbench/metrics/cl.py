@@ -1,8 +1,11 @@
 """Continual-learning metrics as pure functions of the accuracy matrix.
 
-    >>> R = [[0.9, 0.1], [0.6, 0.8]]        # R[i][j]: accuracy on experience j after training i
+    >>> from clbench.metrics.cl import bwt, cl_metrics, final_accuracy, forgetting_max
+    >>> R = [[0.75, 0.25], [0.5, 1.0]]      # R[i][j]: accuracy on experience j after training i
     >>> final_accuracy(R), forgetting_max(R), bwt(R)
-    (0.7, 0.3, -0.3)
+    (0.75, 0.25, -0.25)
+    >>> cl_metrics(R, b=[0.5, 0.5])["fwt"]   # R[0, 1] - b_1
+    -0.25
 
 Notation: ``R`` is ``[n_steps, T]`` with ``n_steps = T`` for a stream trained experience by
 experience (``n_steps = 1`` for joint training, where only ``final_accuracy`` is defined);
@@ -16,6 +19,8 @@ experience (``n_steps = 1`` for joint training, where only ``final_accuracy`` is
 * forgetting (first)  ``(1/(T-1)) sum_{j<T-1} R[j, j] - R[T-1, j]`` (Avalanche's definition)
 * BWT                 ``(1/(T-1)) sum_{j<T-1} R[T-1, j] - R[j, j]``  (Lopez-Paz & Ranzato, GEM, 2017)
 * FWT                 ``(1/(T-1)) sum_{j>=1} R[j-1, j] - b_j``       (same paper)
+
+Directions, table headers and scales are in :mod:`clbench.metrics.registry` (group ``cl``).
 """
 from __future__ import annotations
 
@@ -24,17 +29,12 @@ from typing import Sequence
 
 import numpy as np
 
+from clbench.metrics.registry import directions
+
 Matrix = Sequence[Sequence[float]]
 
-#: metric name -> higher_is_better, for every metric this module defines
-CL_METRICS: dict[str, bool] = {
-    "final_accuracy": True,
-    "avg_incremental_accuracy": True,
-    "forgetting_max": False,
-    "forgetting_first": False,
-    "bwt": True,
-    "fwt": True,
-}
+#: metric name -> higher_is_better, for every metric this module defines (a registry view)
+CL_METRICS: dict[str, bool] = directions("cl")
 
 
 def _square(R: Matrix) -> np.ndarray | None:

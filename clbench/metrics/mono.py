@@ -5,7 +5,10 @@
     >>> z = torch.relu(torch.randn(500, 64))           # SAE codes of held-out samples [N, m]
     >>> y = torch.randint(0, 5, (500,))                # their class labels [N]
     >>> scores = mono_metrics(z, y, seed=0)            # flat {name: float}
-    >>> {k: MONO_METRICS[k] for k in scores}           # name -> higher_is_better
+    >>> {k: MONO_METRICS[k] for k in ("csi", "davies_bouldin")}   # name -> higher_is_better
+    {'csi': True, 'davies_bouldin': False}
+    >>> set(scores) == set(MONO_METRICS)
+    True
 
 Definitions (codes ``z`` are non-negative, as ReLU/TopK SAEs produce; ``C`` classes; a latent is
 *alive* when it is non-zero on at least one sample of ``z``):
@@ -46,22 +49,13 @@ from sklearn.metrics import (adjusted_rand_score, balanced_accuracy_score, calin
                              davies_bouldin_score, silhouette_score)
 from torch import Tensor
 
+from clbench.metrics.registry import PROBE_KS, directions
 from clbench.sae.quality import sae_quality
 from clbench.sae.topk import SAEBase
 
-PROBE_KS = (1, 2, 5)
-
 #: metric name -> higher_is_better, for every metric :func:`mono_metrics` returns by default
-MONO_METRICS: dict[str, bool] = {
-    "ari": True,
-    "silhouette_latent": True,
-    "silhouette_label": True,
-    "davies_bouldin": False,
-    "calinski_harabasz": True,
-    "csi": True,
-    "uncertainty_coef": True,
-    **{f"sparse_probe_k{k}": True for k in PROBE_KS},
-}
+#: (a view of the registry's ``mono`` group, whose result names carry a ``mono_`` prefix)
+MONO_METRICS: dict[str, bool] = directions("mono", "mono_")
 
 NAN = float("nan")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from clbench.errors import ClbenchError
 from clbench.models import cnn, convnext, mlp, resnet, vit  # noqa: F401  (registers the models)
-from clbench.models.base import MODELS, CLModel, image_shape, pool_spatial_mean, pool_tokens_cls
+from clbench.models.base import MODELS, CLModel, default_layer, image_shape, pool_spatial_mean, pool_tokens_cls
 from clbench.models.multihead import MultiHeadModel, make_multihead
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "CLModel",
     "MultiHeadModel",
     "create_model",
+    "default_layer",
     "image_shape",
     "list_models",
     "make_multihead",

@@ -1,9 +1,13 @@
 """The small interface every registered model has.
 
+    >>> import torch
     >>> from clbench.models import create_model
     >>> m = create_model("mlp", input_shape=(1, 28, 28), n_classes=10)
-    >>> m.forward_head(m.forward_features(x))  # == m(x), logits [B, n_classes]
-    >>> m.hook_layers  # {"fc1": "body.fc1", ...}: names SAEs can be hooked into
+    >>> x = torch.randn(2, 1, 28, 28)
+    >>> torch.equal(m.forward_head(m.forward_features(x)), m(x))   # logits [B, n_classes]
+    True
+    >>> m.hook_layers, m.default_layer   # names SAEs can be hooked into, and the default one
+    ({'fc1': 'body.fc1', 'fc2': 'body.fc2'}, 'fc1')
 
 Like timm, a model is ``forward_head(forward_features(x))``: ``forward_features`` returns the
 ``[B, feature_dim]`` representation the classifier reads, ``head`` is the final ``nn.Linear``.
@@ -42,6 +46,8 @@ class CLModel(nn.Module):
     feature_dim: int
     head: nn.Linear
     hook_layers: dict[str, str]
+    #: the hook layer SAE-based methods and the monosemanticity block use when none is given
+    default_layer: str
     #: per hook-layer name, how its raw output becomes ``[B, D]`` (absent: already flat)
     pools: dict[str, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -57,6 +63,13 @@ class CLModel(nn.Module):
     def layer(self, name: str) -> nn.Module:
         """The module behind public layer ``name``."""
         return dict(self.named_modules())[self.hook_layers[name]]
+
+
+def default_layer(model: nn.Module) -> str:
+    """The model's ``default_layer`` (through a task-incremental wrapper too), else its first
+    hook layer: the layer an SAE method hooks when its ``layer`` setting is empty."""
+    name = getattr(model, "default_layer", None)
+    return name if isinstance(name, str) and name else next(iter(model.hook_layers))
 
 
 def image_shape(

@@ -28,6 +28,9 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 class CNN(CLModel):
     """``x -> conv1 -> ... -> convN -> global avg pool -> fc (Linear, ReLU) -> head``."""
 
+    #: the layer SAE methods and the monosemanticity block hook by default: the feature layer the head reads
+    default_layer = "fc"
+
     def __init__(
         self, in_chans: int, n_classes: int, channels: tuple[int, ...], feature_dim: int
     ) -> None:

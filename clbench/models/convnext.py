@@ -40,6 +40,9 @@ def last_stage_size(size: int, patch_size: int) -> int:
 class ConvNeXt(CLModel):
     """A timm ConvNeXt without classifier (``backbone``) plus a linear ``head``."""
 
+    #: the layer SAE methods and the monosemanticity block hook by default: the pooled, normed features the head reads
+    default_layer = "head"
+
     def __init__(self, arch: str, in_chans: int, n_classes: int, patch_size: int) -> None:
         super().__init__()
         self.backbone = timm.create_model(

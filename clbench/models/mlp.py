@@ -30,6 +30,9 @@ class MLP(CLModel):
     ``forward_features`` returns the last hidden activation ``[B, hidden[-1]]``.
     """
 
+    #: the layer SAE methods and the monosemanticity block hook by default: the first hidden layer, as in SAE-ception's MLP setting
+    default_layer = "fc1"
+
     def __init__(
         self, in_features: int, n_classes: int, hidden: tuple[int, ...], dropout: float = 0.0
     ) -> None:

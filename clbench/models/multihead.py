@@ -46,6 +46,10 @@ class MultiHeadModel(MultiTaskModule):
         return {name: f"backbone.{path}" for name, path in self.backbone.hook_layers.items()}
 
     @property
+    def default_layer(self) -> str:
+        return self.backbone.default_layer
+
+    @property
     def pools(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
         return self.backbone.pools
 

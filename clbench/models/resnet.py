@@ -25,6 +25,9 @@ from clbench.models.base import MODELS, CLModel, image_shape, pool_spatial_mean
 class ResNet(CLModel):
     """A timm ResNet without classifier (``backbone``) plus a linear ``head``."""
 
+    #: the layer SAE methods and the monosemanticity block hook by default: the last stage
+    default_layer = "layer4"
+
     def __init__(self, arch: str, in_chans: int, n_classes: int, small_stem: bool = True) -> None:
         super().__init__()
         self.backbone = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_chans)

@@ -26,6 +26,9 @@ from clbench.models.base import MODELS, CLModel, image_shape, pool_tokens_cls
 class ViT(CLModel):
     """timm ``VisionTransformer`` without classifier (``backbone``) plus a linear ``head``."""
 
+    #: the layer SAE methods and the monosemanticity block hook by default: the normed CLS token the head reads
+    default_layer = "cls"
+
     def __init__(
         self,
         img_size: tuple[int, int],

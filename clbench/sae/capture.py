@@ -12,7 +12,10 @@
 
 A layer name is a key of ``model.hook_layers``, which maps it to a module path of
 ``model.named_modules()``; the module's raw output is pooled to ``[B, D]`` by
-``model.pools[name]`` when the model defines one (CLS token, spatial mean, ...).
+``model.pools[name]`` when the model defines one (CLS token, spatial mean, ...). A model
+without ``hook_layers`` (any plain ``nn.Module``, e.g. in a user's own Avalanche script) names
+its layers by their module paths in ``model.named_modules()`` (``"fc2"``, ``"body.0"``), whose
+outputs must then already be ``[B, D]``.
 """
 from __future__ import annotations
 
@@ -30,8 +33,11 @@ def _model_name(model: nn.Module) -> str:
 
 
 def hook_module(model: nn.Module, layer: str) -> nn.Module:
-    """The module behind public layer name ``layer``; ClbenchError if the name is unknown."""
-    layers: dict[str, str] = getattr(model, "hook_layers", {})
+    """The module behind public layer name ``layer`` (for a model without ``hook_layers``: the
+    module at path ``layer`` of ``model.named_modules()``); ClbenchError if the name is unknown."""
+    layers: dict[str, str] | None = getattr(model, "hook_layers", None)
+    if layers is None:   # a plain nn.Module: every submodule is a layer, named by its path
+        layers = {name: name for name, _ in model.named_modules() if name}
     if layer not in layers:
         raise ClbenchError(f"unknown layer {layer!r} for model {_model_name(model)!r}; "
                            f"known: {', '.join(layers) or '(none)'}")

@@ -5,7 +5,8 @@
     >>> cc = TopKCrosscoder(d_ins=[128, 64], n_latents=1024, k=16)   # e.g. two layers
     >>> a0, a1 = torch.randn(32, 128), torch.randn(32, 64)
     >>> (a0_hat, a1_hat), f, pre = cc([a0, a1])
-    >>> cc.decoder_norms()            # [1024, 2]: where each feature lives
+    >>> cc.decoder_norms().shape      # where each feature lives
+    torch.Size([1024, 2])
 
 A "source" is one ``(layer, checkpoint)`` activation matrix (Masip et al. 2026, "Putting a Face
 to Forgetting"; crosscoders as in Lindsey et al. 2024, "Sparse Crosscoders"), with TopK sparsity

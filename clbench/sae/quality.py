@@ -20,17 +20,13 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from clbench.metrics.registry import directions
 from clbench.sae.crosscoder import TopKCrosscoder
 from clbench.sae.topk import SAEBase
 
-#: name -> higher_is_better (``l0``: lower is sparser, the usual preference at equal FVU)
-QUALITY_METRICS: dict[str, bool] = {
-    "fvu": False,
-    "explained_variance": True,
-    "l0": False,
-    "dead_fraction": False,
-    "dense_fraction": False,
-}
+#: name -> higher_is_better (``l0``: lower is sparser, the usual preference at equal FVU); a
+#: view of the registry's ``sae`` group, whose result names carry an ``sae_`` prefix
+QUALITY_METRICS: dict[str, bool] = directions("sae", "sae_")
 
 DENSE_THRESHOLD = 0.1
 

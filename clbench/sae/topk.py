@@ -7,7 +7,8 @@
     >>> sae.init_b_pre(x)
     >>> x_hat, z, pre = sae(x)           # [64, 256], [64, 2048] (32 non-zeros a row), [64, 2048]
     >>> loss = normalized_mse(x_hat, x)  # fraction of variance unexplained
-    >>> sae.save("sae.pt"); TopKSAE.load("sae.pt")
+    >>> sae.save("sae.pt"); TopKSAE.load("sae.pt").n_latents
+    2048
 
 Storage convention: ``W_enc`` and ``W_dec`` are both ``[n_latents, d_in]``; row ``i`` of
 ``W_dec`` is latent ``i``'s decoder direction, i.e. column ``i`` of the ``W_dec`` in the formulas.
@@ -28,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clbench.atomic import write_atomic
 from clbench.errors import ClbenchError
+
 
 #: AuxK loss coefficient of Gao et al. 2024.
 AUXK_COEFF = 1.0 / 32
@@ -186,6 +189,9 @@ class SAEBase(nn.Module):
 
     steps_since_fired: Tensor
 
+    #: a method that keeps a dictionary has it counted as ``sae`` state (:mod:`clbench.run.cost`)
+    __clbench_state_kind__ = "sae"
+
     def __init__(self, d_in: int, n_latents: int, *, seed: int | None = None) -> None:
         super().__init__()
         if d_in < 1 or n_latents < 1:
@@ -265,10 +271,10 @@ class SAEBase(nn.Module):
         return normalized_mse(x_hat, x)
 
     def save(self, path: str | Path) -> None:
-        """Write ``{"kind", "config", "state_dict"}`` of plain tensors and values."""
-        torch.save({"kind": type(self).__name__, "config": self.config(),
-                    "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}},
-                   path)
+        """Write ``{"kind", "config", "state_dict"}`` of plain tensors and values, atomically."""
+        state = {"kind": type(self).__name__, "config": self.config(),
+                 "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+        write_atomic(path, lambda f: torch.save(state, f))
 
     @classmethod
     def load(cls: type[_SAE], path: str | Path) -> _SAE:

@@ -2,7 +2,7 @@
 
     >>> suite = load_suite("quick")          # or a path: load_suite("my-suite.yaml")
     >>> [c.strategy for c in suite.cells()][:3]
-    ['naive', 'naive', 'naive']
+    ['naive', 'joint', 'cumulative']
 
 A suite file has ``name``, ``version``, ``description``, ``streams``, ``models``, ``strategies``,
 ``seeds`` and optionally ``overrides`` (``key=value`` strings applied to every cell) and

@@ -15,9 +15,9 @@ import torch
 from clbench.analyze.measures import FEATURE_FORGETTING_METRICS
 from clbench.checkpoints import load_state
 from clbench.cli import main
-from clbench.config import RunConfig
+from clbench.run.config import RunConfig
 from clbench.results import load_result
-from clbench.runner import build_model
+from clbench.run.runner import build_model
 from clbench.sae.crosscoder import TopKCrosscoder
 from clbench.streams import build_stream
 from tests.analyze.test_report import check_report

@@ -12,7 +12,7 @@ from clbench.sae.capture import LayerTap
 from clbench.sae.topk import TopKSAE
 from clbench.strategy_api import BuildContext, STRATEGIES
 from clbench.streams import Stream
-from strategies.sae_ception import SAECeptionPlugin, class_feature_masks, sharpened_targets
+from clbench.strategies.sae_ception import SAECeptionPlugin, class_feature_masks, sharpened_targets
 
 #: small SAE settings so a run takes a second or two
 FAST = ["epochs=1", "sae-ception.sae_steps=10", "sae-ception.expansion=1"]

@@ -26,14 +26,15 @@ from avalanche.training.plugins.evaluation import EvaluationPlugin
 from torch import nn
 
 from clbench import resolve_config, run
-from clbench.avalanche_bridge import Bridge
+from clbench.run.bridge import Bridge
 from clbench.errors import ClbenchError
 from clbench.models import create_model
 from clbench.sae.topk import TopKSAE
 from clbench.strategy_api import STRATEGIES, BuildContext
 from clbench.streams import Stream
-from strategies.sae_reg import (
+from clbench.strategies.sae_reg import (
     ParamFeatures,
+    SAERegConfig,
     SAERegPlugin,
     importance,
     merge_mask,
@@ -45,11 +46,8 @@ from strategies.sae_reg import (
 FAST = ["epochs=1", "mono.when=off", "sae-reg.sae_steps=20", "sae-reg.max_samples=200"]
 
 
-def _plugin(**kw: Any) -> SAERegPlugin:
-    p = {**STRATEGIES.get("sae-reg").obj.defaults, "sae_steps": 20, "max_samples": 300, **kw}
-    p.pop("sae_path")
-    p["layer"] = p["layer"] or "fc1"
-    return SAERegPlugin(seed=0, **p)
+def _plugin(layer: str = "fc1", **kw: Any) -> SAERegPlugin:
+    return SAERegPlugin(layer, SAERegConfig(sae_steps=20, max_samples=300, **kw), seed=0)
 
 
 def _quiet() -> EvaluationPlugin:
@@ -118,10 +116,11 @@ def test_ewc_is_the_weight_space_special_case(digits_stream: Stream, mode: str) 
     model = create_model("mlp", s.input_shape, s.n_classes, hidden=(24,))
     lam = 50.0
     ewc = EWCPlugin(ewc_lambda=lam, mode=mode, decay_factor=1.0 if mode == "online" else None)
-    ours = SAERegPlugin("fc1", lam=lam, guide="recruit", guide_lam=0.0, rho="two-sided",
-                        importance="fisher", q=1.0, top_m=0, normalize=False, sae="topk",
-                        expansion=1, k=1, sae_steps=1, max_samples=10**9, seed=0,
-                        features=ParamFeatures())
+    ours = SAERegPlugin("fc1", SAERegConfig(lam=lam, guide="recruit", guide_lam=0.0,
+                                            rho="two-sided", importance="fisher", q=1.0, top_m=0,
+                                            normalize=False, sae="topk", expansion=1, k=1,
+                                            sae_steps=1, max_samples=10**9),
+                        seed=0, features=ParamFeatures())
     cmp = _Compare(ewc, ours)
     # train_mb_size=1: Avalanche's Fisher (mean of squared mini-batch gradients) is then the
     # per-sample empirical Fisher sae-reg computes
@@ -351,7 +350,7 @@ def test_feature_gradients_match_finite_differences(model_name: str, layer: str)
     """g_ni = <W_dec[i], dl_n/dh_n> is the derivative of sample n's loss along decoder
     direction i, for pooled layers too (CLS token, spatial mean)."""
     from clbench.sae.capture import hook_module
-    from strategies.sae_reg import SAEFeatures, _shift
+    from clbench.strategies.sae_reg import SAEFeatures, _shift
 
     torch.manual_seed(0)
     kw = {"vit": dict(embed_dim=24, depth=2, num_heads=2)}.get(model_name, {})

@@ -1,0 +1,188 @@
+"""Ranked tables from a folder of result files.
+
+    >>> tables = rank_results(load_results("results"), metric="final_accuracy")
+    >>> print(render(tables, "md"))
+
+Per stream: each strategy's mean over seeds and the half-width of a 95% t-interval
+(``t_{0.975, n-1} * s / sqrt(n)``; blank for one seed) for every reported metric, ranked on
+``metric`` in its direction (1 = best). Across streams:
+each strategy's rank on every stream (ties share the average rank) and the mean of those ranks
+over the streams it ran on; strategies are ordered by mean rank, then by the number of streams.
+Each stream table also has a ``CI rank`` (:func:`clbench.board.stats.ci_rank`): one plus the number of
+strategies whose 95% interval lies wholly on the better side, so overlapping intervals share it.
+
+Directions, headers and display scales come from :mod:`clbench.metrics.registry`, never from
+the files: a file whose ``higher_is_better`` flag disagrees with the registry is refused, and
+metrics the registry does not know (an outside method's extras) are left out of the tables.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from tabulate import tabulate
+
+from clbench.board.stats import ci_rank
+from clbench.errors import ClbenchError
+from clbench.metrics.registry import METRICS, check_direction
+
+#: the metric columns of a table, in order (a table ranked on another metric shows it first);
+#: each column's header and scale are the registry's
+SHOWN: tuple[str, ...] = ("final_accuracy", "avg_incremental_accuracy", "forgetting_max", "bwt",
+                          "fwt", "state_bytes", "train_seconds")
+
+
+@dataclass
+class Tables:
+    metric: str
+    higher_is_better: bool
+    per_stream: dict[str, pd.DataFrame]
+    overall: pd.DataFrame
+    #: (stream, label) -> number of failed runs (diverged or crashed), shown beside the seeds
+    failed: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def strategy_label(result: dict[str, Any], multi_model: bool) -> str:
+    """The row name of a result: its strategy (with parameter tag), plus the model when several
+    models share a table."""
+    c = result["config"]
+    label = result.get("label", c["strategy"])
+    return f"{label} / {c['model']}" if multi_model else label
+
+
+def results_frame(results: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, bool]]:
+    """One row per successful result: stream, model, label, seed and the value of every
+    registered metric (unregistered ones are left out); plus metric name -> higher_is_better,
+    from the registry, for the metrics present (in order of first appearance).
+
+    A result whose ``higher_is_better`` flag for a metric disagrees with the registry is a
+    ClbenchError."""
+    rows, direction = [], {}
+    multi = len({r["config"]["model"] for r in results}) > 1
+    for r in results:
+        if r.get("status") != "ok":
+            continue
+        c = r["config"]
+        label = strategy_label(r, multi)
+        row = {"stream": c["stream"], "model": c["model"], "label": label, "seed": c["seed"]}
+        where = f"result {c['stream']}/{c['model']}/{label} seed {c['seed']}"
+        for name, m in r["metrics"].items():
+            if name not in METRICS:
+                continue
+            direction[name] = check_direction(name, m["higher_is_better"], where).higher_is_better
+            row[name] = math.nan if m["value"] is None else float(m["value"])
+        rows.append(row)
+    return pd.DataFrame(rows), direction
+
+
+def ci95(values: np.ndarray) -> float:
+    """Half-width of the 95% t-interval of the mean (nan for fewer than 2 values)."""
+    v = values[~np.isnan(values)]
+    if len(v) < 2:
+        return math.nan
+    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def failed_runs(results: list[dict[str, Any]], multi_model: bool) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for r in results:
+        if r.get("status") == "failed":
+            key = (r["config"]["stream"], strategy_label(r, multi_model))
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") -> Tables:
+    df, direction = results_frame(results)
+    if df.empty:
+        raise ClbenchError("no successful results to rank; run 'clbench run' first")
+    hib = METRICS.get(metric).obj.higher_is_better  # unknown: did you mean a registered one?
+    if metric not in direction:
+        raise ClbenchError(f"no successful result reports metric {metric!r}; "
+                           f"they report {', '.join(sorted(direction))}")
+    metrics = [m for m in direction if m in df.columns]
+    per_stream: dict[str, pd.DataFrame] = {}
+    ranks: dict[str, pd.Series] = {}
+    for stream, g in df.groupby("stream", sort=True):
+        agg = g.groupby("label")[metrics].agg(["mean", ci95])
+        agg[("seeds", "n")] = g.groupby("label")["seed"].nunique()
+        key = agg[(metric, "mean")]
+        agg[("rank", "")] = key.rank(ascending=not hib, method="min")
+        agg[("ci_rank", "")] = ci_rank(key, agg[(metric, "ci95")], hib)
+        agg = agg.sort_values([("rank", ""), (metric, "mean")], ascending=[True, not hib],
+                              na_position="last")  # undefined metric (joint's forgetting) last
+        per_stream[str(stream)] = agg
+        ranks[str(stream)] = key.rank(ascending=not hib, method="average")
+    rank_df = pd.DataFrame(ranks)
+    overall = pd.DataFrame({"mean_rank": rank_df.mean(axis=1), "streams": rank_df.count(axis=1)})
+    overall = pd.concat([overall, rank_df], axis=1)
+    overall = overall.sort_values(["mean_rank", "streams"], ascending=[True, False])
+    multi = len({r["config"]["model"] for r in results}) > 1
+    return Tables(metric, hib, per_stream, overall, failed_runs(results, multi))
+
+
+def _fmt(mean: float, ci: float, scale: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    digits = 1 if abs(mean * scale) >= 10 or scale == 100.0 else 3
+    s = f"{mean * scale:.{digits}f}"
+    return s if math.isnan(ci) else f"{s} ± {ci * scale:.{digits}f}"
+
+
+def stream_rows(t: pd.DataFrame, metric: str, failed: dict[str, int] | None = None
+                ) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of one stream's table: the :data:`SHOWN` columns (``metric`` first if
+    it is not one of them) under their registry headers, values times their registry scales."""
+    cols = list(SHOWN) if metric in SHOWN else [metric, *SHOWN]
+    shown = [METRICS.get(c).obj for c in cols if (c, "mean") in t.columns]
+    headers = ["rank", "strategy", "CI rank"] + [m.header for m in shown] + ["seeds"]
+    rows = []
+    for label, r in t.iterrows():
+        rank, tier = r[("rank", "")], r.get(("ci_rank", ""), math.nan)
+        rows.append(["-" if math.isnan(rank) else int(rank), label,
+                     "-" if math.isnan(tier) else int(tier)]
+                    + [_fmt(r[(m.name, "mean")], r[(m.name, "ci95")], m.scale) for m in shown]
+                    + [_seeds(int(r[("seeds", "n")]), (failed or {}).get(str(label), 0))])
+    return headers, rows
+
+
+def _seeds(n: int, failed: int) -> str:
+    return f"{n} (+{failed} failed)" if failed else str(n)
+
+
+def overall_rows(ov: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of the across-streams table (mean rank, streams, rank per stream)."""
+    headers = ["strategy", "mean rank", "streams"] + [c for c in ov.columns[2:]]
+    rows = [[label, f"{r['mean_rank']:.2f}", int(r["streams"])]
+            + ["-" if math.isnan(v) else f"{v:g}" for v in r.iloc[2:]] for label, r in ov.iterrows()]
+    return headers, rows
+
+
+def render(tables: Tables, fmt: str = "md") -> str:
+    """Markdown (every table, with headings) or CSV (long form, one row per stream x strategy)."""
+    arrow = METRICS.get(tables.metric).obj.arrow
+    if fmt == "csv":
+        frames = []
+        for stream, t in tables.per_stream.items():
+            flat = t.copy()
+            flat.columns = [f"{a}_{b}" if b else a for a, b in flat.columns]
+            flat.insert(0, "stream", stream)
+            frames.append(flat.reset_index().rename(columns={"label": "strategy"}))
+        return pd.concat(frames).to_csv(index=False, float_format="%.6g")
+    if fmt != "md":
+        raise ClbenchError(f"unknown format {fmt!r}; use md or csv")
+    out = [f"Ranked on `{tables.metric}` ({arrow}); mean ± 95% t-interval over seeds. A run "
+           "that diverged or crashed is counted as failed and left out of the statistics. "
+           "CI rank: 1 + the number of strategies whose interval lies wholly on the better "
+           "side; strategies whose intervals overlap share it.\n"]
+    for stream, t in tables.per_stream.items():
+        failed = {label: n for (st, label), n in tables.failed.items() if st == stream}
+        headers, rows = stream_rows(t, tables.metric, failed)
+        out.append(f"### {stream}\n\n" + tabulate(rows, headers, tablefmt="github") + "\n")
+    headers, rows = overall_rows(tables.overall)
+    out.append("### Overall (mean rank across streams)\n\n" + tabulate(rows, headers, tablefmt="github") + "\n")
+    return "\n".join(out)

@@ -1,0 +1,65 @@
+"""A sweep: many cells (stream, model, strategy, seed) run in turn, each written atomically.
+
+    >>> paths = run_cells(load_suite("quick").cells(), results="results")
+
+Every cell's config is resolved before the first run, so a typo in any of them fails at once.
+A cell whose valid result already exists is skipped (``resume=True``), so a sweep stopped at
+any point — even by SIGKILL — finishes on the next start with every cell done once. A stream
+is built once per (stream, seed) and shared by the cells that use it. Cells run in this process
+(``executor="local"``), in a process pool or on Ray (:mod:`clbench.run.executors`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from tqdm import tqdm
+
+from clbench.results import RunResult, write_result
+from clbench.run.executors import Executor, SweepOptions, create_executor
+from clbench.run.plan import Planned, is_done, plan
+from clbench.suites import Cell
+
+__all__ = ["Planned", "is_done", "plan", "run_cells"]
+
+
+def run_cells(cells: Iterable[Cell], results: str | Path, overrides: list[str] | None = None,
+              data_root: str | None = None, resume: bool = True, task_incremental: bool = False,
+              download: bool = False, show_progress: bool = True,
+              executor: str | Executor = "local", workers: int | None = None,
+              address: str | None = None, threads: int | None = None) -> list[Path]:
+    """Run every cell not yet done on ``executor`` (see :mod:`clbench.run.executors`); returns the
+    result paths of all cells (done or skipped). Results are written here, one at a time.
+
+    ``executor`` is a registered name (made with ``workers``/``address``/``threads`` and closed
+    at the end) or an :class:`~clbench.run.executors.Executor` the caller made, which is started if
+    needed and left open, so several sweeps can share warm workers."""
+    if isinstance(executor, str):
+        runner, owned = create_executor(executor, workers, address, threads), True
+    else:
+        runner, owned = executor, False
+    planned = plan(cells, list(overrides or []), results, data_root, task_incremental)
+    todo = [p for p in planned if not (resume and is_done(p.path))]
+    opts = SweepOptions(data_root, task_incremental, download, show_progress)
+    try:
+        if todo:
+            runner.start(todo, opts)  # before any bar is drawn: missing data fails cleanly
+        # leave=False: a failing sweep's error line is not mixed with a bar
+        with tqdm(total=len(planned), initial=len(planned) - len(todo), desc="runs", unit="run",
+                  disable=not show_progress, dynamic_ncols=True, leave=False) as bar:
+
+            def record(p: Planned, result: RunResult) -> Path:
+                result.extra["label"] = p.cell.strategy + p.tag
+                path = write_result(result, results, p.tag)
+                if result.status != "ok":
+                    tqdm.write(f"failed: {p.cell} : {str(result.error).splitlines()[0]}")
+                bar.set_postfix_str(f"{p.cell.stream} {p.cell.strategy} seed {p.cell.seed}")
+                bar.update(1)
+                return path
+
+            if todo:
+                runner.run(todo, opts, record)
+    finally:
+        if owned:
+            runner.close()
+    return [p.path for p in planned]

@@ -1,0 +1,101 @@
+"""The committed leaderboard is what its results generate; the verb's outputs and errors."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clbench.cli import main
+from clbench.board.leaderboard import build_leaderboard, means_matrix
+from clbench.board.rank import rank_results, render
+from clbench.results import load_results
+from clbench.board.stats import friedman_nemenyi, significant_pairs
+from clbench.suites import load_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+BOARD = ROOT / "leaderboard"
+GENERATED = ["README.md", "cpu-v1.csv", "forgetting.md", "cd-diagram.png", "pareto-state.png",
+             "pareto-time.png", "index.html"]
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`clbench leaderboard leaderboard/results --name cpu-v1 --out-dir TMP`, run from the repo root
+    (the README names the results folder as given)."""
+    out = tmp_path_factory.mktemp("board")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(ROOT)
+    try:
+        assert main(["leaderboard", "leaderboard/results", "--name", "cpu-v1",
+                     "--out-dir", str(out)]) == 0
+    finally:
+        mp.undo()
+    return out
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_committed_leaderboard_is_up_to_date(regenerated: Path, name: str) -> None:
+    """Byte-for-byte: regenerate with `clbench leaderboard leaderboard/results --name cpu-v1`."""
+    fresh, committed = regenerated / name, BOARD / name
+    assert committed.is_file(), f"{committed} missing; run clbench leaderboard leaderboard/results --name cpu-v1"
+    assert fresh.read_bytes() == committed.read_bytes(), (
+        f"leaderboard/{name} is stale; run: clbench leaderboard leaderboard/results --name cpu-v1")
+
+
+def test_forgetting_table_is_ranked_on_forgetting(regenerated: Path) -> None:
+    text = (regenerated / "forgetting.md").read_text()
+    body = render(rank_results(load_results(BOARD / "results"), "forgetting_max"), "md")
+    assert text.endswith(body) and "Ranked on `forgetting_max` (lower is better)" in text
+
+
+def test_readme_reports_the_tests_and_shared_ranks(regenerated: Path) -> None:
+    text = (regenerated / "README.md").read_text()
+    tables = rank_results(load_results(BOARD / "results"))
+    test = friedman_nemenyi(means_matrix(tables))
+    assert f"chi2_F = {test.statistic:.2f}" in text and f"CD = {test.q_alpha:.3f}" in text
+    assert test.k == len(load_suite("cpu-v1").strategies) and test.n_streams == 4
+    # the pairs named are exactly those whose mean ranks lie further apart than CD; with only
+    # 4 streams the Nemenyi test separates few of them, and the best is among them
+    pairs = [(a, b) for a in test.mean_ranks.index for b in test.mean_ranks.index
+             if test.mean_ranks[b] - test.mean_ranks[a] > test.cd]
+    assert pairs and all(test.differ(a, b) for a, b in pairs)
+    shown = "; ".join(f"{a} > {b}" for a, b in significant_pairs(test))
+    assert sorted(significant_pairs(test)) == sorted(pairs)
+    assert f"Pairs that differ (mean ranks further apart than CD): {shown}." in text
+    assert test.mean_ranks.index[0] in {a for a, _ in pairs}
+    digits = tables.per_stream["split-digits"]
+    # cumulative 97.3 ± 0.4 and joint 96.9 ± 1.4 overlap: both CI rank 1, point ranks 1 and 2
+    assert digits.loc[["cumulative", "joint"], ("ci_rank", "")].tolist() == [1.0, 1.0]
+    assert digits.loc[["cumulative", "joint"], ("rank", "")].tolist() == [1.0, 2.0]
+    section = text.split("### split-digits", 1)[1]
+    row = next(line for line in section.splitlines() if line.startswith("|      2 | joint"))
+    assert re.match(r"\|\s+2 \| joint\s+\|\s+1 \|", row), row
+    for png in ("cd-diagram.png", "pareto-state.png", "pareto-time.png"):
+        assert f"]({png})" in text
+
+
+def test_leaderboard_verb_on_a_small_folder(tmp_path: Path) -> None:
+    """Three strategies on two streams: every file written; the PNGs are real PNGs."""
+    src = tmp_path / "results"
+    for stream in ("split-digits", "split-mnist1d"):
+        for s in ("naive", "replay", "der"):
+            shutil.copytree(BOARD / "results" / stream / "mlp" / s, src / stream / "mlp" / s)
+    paths = build_leaderboard(src, tmp_path / "out", name="mini")
+    assert sorted(p.name for p in paths) == sorted(["README.md", "mini.csv", "forgetting.md",
+                                                    "cd-diagram.png",
+                                                    "pareto-state.png", "pareto-time.png",
+                                                    "index.html"])
+    for p in paths:
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert html.count('<table class="sortable"') == 3 and "http" not in html
+    assert not list((tmp_path / "out").glob(".*")), "temp files left behind"
+
+
+def test_leaderboard_verb_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["leaderboard", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clbench: error: ") and err.count("\n") == 1 and "no such results" in err

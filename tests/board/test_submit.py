@@ -1,0 +1,218 @@
+"""`clbench submit`: a tiny real method on a one-stream suite is accepted and published; files
+that fail the schema, come from other data or disagree with their re-run are rejected."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from clbench.cli import main
+from clbench.results import load_result
+from clbench.strategy_api import STRATEGIES
+from clbench.board.submit import import_strategy
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "weight-avg"
+METHOD = '''"""weight-avg: after each experience, pull the weights part-way back to the previous ones."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from avalanche.core import SupervisedPlugin
+
+from clbench import BuildContext, register_strategy
+
+
+class WeightAverage(SupervisedPlugin):
+    def __init__(self, beta: float) -> None:
+        super().__init__()
+        self.beta = beta
+        self.prev: dict[str, torch.Tensor] = {}
+
+    def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        with torch.no_grad():
+            for n, p in strategy.model.named_parameters():
+                if n in self.prev:
+                    p.mul_(1 - self.beta).add_(self.beta * self.prev[n])
+        self.prev = {n: p.detach().clone() for n, p in strategy.model.named_parameters()}
+
+
+@register_strategy("weight-avg", description="average with the previous weights", defaults={"beta": 0.3})
+def build(p: dict[str, Any], ctx: BuildContext) -> WeightAverage:
+    return WeightAverage(p["beta"])
+'''
+SECOND = '''
+
+@register_strategy("weight-avg-2", description="the same, stronger", defaults={"beta": 0.6})
+def build2(p: dict[str, Any], ctx: BuildContext) -> WeightAverage:
+    return WeightAverage(p["beta"])
+'''
+SUITE = """name: digits-mini
+version: "1"
+description: split-digits, 2 seeds, 1 epoch (submission test)
+streams: [split-digits]
+models: [mlp]
+strategies: [naive]
+seeds: [0, 1]
+overrides: ["epochs=1", "mono.when=off"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _restore_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strategies a test's submission registers are gone after it."""
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))
+
+
+def _mine(results: Path) -> list[Path]:
+    """The submission's result folders (tagged @<hash>: the suite overrides epochs)."""
+    return sorted((results / "split-digits" / "mlp").glob(f"{NAME}@*"))
+
+
+def _board(root: Path) -> Path:
+    """A small leaderboard: the committed split-digits results of naive and replay, seeds 0-1."""
+    for s in ("naive", "replay"):
+        for seed in (0, 1):
+            src = ROOT / "leaderboard" / "results" / "split-digits" / "mlp" / s / f"seed{seed}.json"
+            dst = root / "results" / "split-digits" / "mlp" / s / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    return root / "results"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("submission")
+    (d / "weight_avg.py").write_text(METHOD)
+    (d / "mini.yaml").write_text(SUITE)
+    return {"method": d / "weight_avg.py", "suite": d / "mini.yaml", "dir": d}
+
+
+def _submit(files: dict[str, Path], results: Path, *extra: str, method: Path | None = None) -> int:
+    return main(["submit", str(method or files["method"]), "--suite", str(files["suite"]),
+                 "--results", str(results), "--quiet", *extra])
+
+
+@pytest.fixture(scope="module")
+def accepted(files: dict[str, Path]) -> Iterator[tuple[Path, int]]:
+    """One real accepted submission (2 runs, 1 re-run, the tables regenerated)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))
+        results = _board(files["dir"] / "board")
+        rc = _submit(files, results)
+    yield results, rc
+
+
+def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("clbench: error: "), err
+    return err
+
+
+def test_accepted_submission_is_published(accepted: tuple[Path, int]) -> None:
+    results, rc = accepted
+    assert rc == 0
+    [folder] = _mine(results)
+    mine = sorted(folder.glob("seed*.json"))
+    assert [p.name for p in mine] == ["seed0.json", "seed1.json"]
+    for p in mine:
+        data = load_result(p)
+        assert data["status"] == "ok" and data["config"]["train"]["epochs"] == 1
+    readme = (results.parent / "README.md").read_text()
+    assert f"| {folder.name}" in readme and "--name digits-mini" in readme
+    assert (results.parent / "index.html").is_file() and (results.parent / "digits-mini.csv").is_file()
+    assert NAME in (results.parent / "index.html").read_text()
+
+
+def test_resubmitting_is_refused(accepted: tuple[Path, int], files: dict[str, Path],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    results, _ = accepted
+    capsys.readouterr()
+    assert _submit(files, results) == 2
+    assert "already on the leaderboard" in _one_error(capsys)
+
+
+def _set(path: list[str], value: object) -> Callable[[dict], None]:
+    def f(d: dict) -> None:
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+    return f
+
+
+def _bump_accuracy(d: dict) -> None:
+    R = d["accuracy_matrix"]
+    R[-1][-1] = R[-1][-1] - 0.01 if R[-1][-1] > 0.5 else R[-1][-1] + 0.01
+
+
+TAMPER = [
+    pytest.param(lambda d: d.pop("metrics"), "not a valid clbench.result/1", id="schema"),
+    pytest.param(_set(["stream", "fingerprint"], "f" * 64), "data fingerprint", id="other-data"),
+    pytest.param(_set(["stream", "version"], "0.9"), "stream version 0.9", id="stream-version"),
+    pytest.param(_set(["config", "train", "epochs"], 3), "config 'train' is not the suite's",
+                 id="other-config"),
+    pytest.param(_bump_accuracy, "re-run gives a different accuracy matrix", id="not-reproducible"),
+    pytest.param(None, "missing result", id="missing-file"),
+]
+
+
+@pytest.mark.parametrize("tamper, why", TAMPER)
+def test_bad_results_are_rejected(accepted: tuple[Path, int], files: dict[str, Path],
+                                  tmp_path: Path, tamper: Callable[[dict], None] | None, why: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """--from results (the accepted run's files, one changed) are checked like fresh ones."""
+    [src] = _mine(accepted[0])
+    given = tmp_path / "mine" / "split-digits" / "mlp" / src.name
+    shutil.copytree(src, given)
+    target = given / "seed0.json"
+    if tamper is None:
+        (given / "seed1.json").unlink()
+    else:
+        data = json.loads(target.read_text())
+        tamper(data)
+        target.write_text(json.dumps(data))
+    results = _board(tmp_path / "board")
+    capsys.readouterr()
+    assert _submit(files, results, "--from", str(tmp_path / "mine")) == 2
+    assert why in _one_error(capsys)
+    assert not _mine(results), "nothing is published"
+    assert not (results.parent / "README.md").exists()
+
+
+def test_untampered_from_results_are_accepted(accepted: tuple[Path, int], files: dict[str, Path],
+                                              tmp_path: Path) -> None:
+    [src] = _mine(accepted[0])
+    shutil.copytree(src, tmp_path / "mine" / "split-digits" / "mlp" / src.name)
+    results = _board(tmp_path / "board")
+    assert _submit(files, results, "--from", str(tmp_path / "mine")) == 0
+    [folder] = _mine(results)
+    assert len(list(folder.glob("seed*.json"))) == 2
+
+
+REGISTRATIONS = [
+    pytest.param("x = 1\n", "found: none", id="none"),
+    pytest.param(METHOD + SECOND, "found: weight-avg, weight-avg-2", id="two"),
+    pytest.param(METHOD.replace('"weight-avg"', '"naive"'), "registered twice", id="taken-name"),
+    pytest.param("def broken(:\n", "importing it failed: SyntaxError", id="syntax-error"),
+]
+
+
+@pytest.mark.parametrize("source, why", REGISTRATIONS)
+def test_file_must_register_exactly_one_new_strategy(files: dict[str, Path], tmp_path: Path,
+                                                     source: str, why: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    method = tmp_path / "m.py"
+    method.write_text(source)
+    assert _submit(files, _board(tmp_path / "board"), method=method) == 2
+    assert why in _one_error(capsys)
+
+
+def test_files_inside_the_strategies_package() -> None:
+    """Already imported at start-up: their own registrations count."""
+    assert import_strategy(ROOT / "strategies" / "TEMPLATE.py") == "template"
+    with pytest.raises(Exception, match="found: agem, cumulative, der"):
+        import_strategy(ROOT / "strategies" / "baselines.py")

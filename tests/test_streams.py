@@ -1,0 +1,256 @@
+"""Streams: how experiences are cut from a dataset, fixed by the seed, and custom builders."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import clbench.streams as streams_mod
+from clbench.run.config import resolve_config
+from clbench.data import load_dataset
+from clbench.data.base import RawData
+from clbench.streams import STREAMS, Stream, build_stream, register_stream
+
+EMBEDDED = [e.name for e in STREAMS if e.meta.get("embedded")]
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+needs_fmnist = pytest.mark.skipif(not FMNIST_DIR.is_dir(),
+                                  reason=f"Fashion-MNIST not installed in {FMNIST_DIR} "
+                                         "(apt-get install dataset-fashion-mnist)")
+
+
+@lru_cache(maxsize=None)
+def _stream(name: str, seed: int = 0, task_incremental: bool = False) -> Stream:
+    return build_stream(name, seed=seed, task_incremental=task_incremental)
+
+
+def test_embedded_streams_are_registered() -> None:
+    assert {"split-digits", "split-mnist1d"} <= set(EMBEDDED)
+
+
+# --- every embedded stream ----------------------------------------------------------------------
+
+def _contiguous_cover(idx: list[torch.Tensor], n_rows: int) -> None:
+    start = 0
+    for rows in idx:
+        assert len(rows) > 0
+        assert torch.equal(rows, torch.arange(start, start + len(rows))), "not a contiguous range"
+        start += len(rows)
+    assert start == n_rows, "the experiences do not cover the store"
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_split_partitions_classes_into_contiguous_row_ranges(name: str) -> None:
+    s = _stream(name)
+    assert s.scenario == "class-il" and s.n_experiences == STREAMS.get(name).obj.n_experiences
+    flat = [c for cs in s.classes_per_exp for c in cs]
+    assert sorted(flat) == list(range(s.n_classes)), "classes are not partitioned"
+    assert len({len(cs) for cs in s.classes_per_exp}) == 1, "experiences differ in size"
+    _contiguous_cover(s.train_idx, len(s.y_train))
+    _contiguous_cover(s.test_idx, len(s.y_test))
+    raw = load_dataset(STREAMS.get(name).obj.dataset)
+    # the stores hold every row of the dataset exactly once
+    assert torch.equal(s.y_train.sort().values, raw.y_train.sort().values)
+    assert torch.equal(s.y_test.sort().values, raw.y_test.sort().values)
+    assert len(s.x_train) == len(raw.x_train) and len(s.x_test) == len(raw.x_test)
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_every_row_has_a_class_of_its_experience(name: str) -> None:
+    s = _stream(name)
+    for e, classes in enumerate(s.classes_per_exp):
+        allowed = torch.tensor(classes)
+        for y, idx in ((s.y_train, s.train_idx[e]), (s.y_test, s.test_idx[e])):
+            assert bool(torch.isin(y[idx], allowed).all()), f"experience {e} has foreign labels"
+        # train and test experiences hold the same classes, all of them
+        assert set(s.y_train[s.train_idx[e]].tolist()) == set(classes)
+        assert set(s.y_test[s.test_idx[e]].tolist()) == set(classes)
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_class_order_is_fixed_by_the_seed(name: str) -> None:
+    a = _stream(name, 0)
+    again = build_stream(name, seed=0)                  # a fresh build, not the cached one
+    assert again.classes_per_exp == a.classes_per_exp
+    assert again.fingerprint == a.fingerprint
+    assert torch.equal(again.x_train, a.x_train) and torch.equal(again.y_test, a.y_test)
+    b = _stream(name, 1)
+    assert b.classes_per_exp != a.classes_per_exp
+    assert b.fingerprint != a.fingerprint
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_task_incremental_split_labels_tasks(name: str) -> None:
+    s = _stream(name, 0, True)
+    assert s.scenario == "task-il"
+    assert s.task_labels == list(range(s.n_experiences))
+    assert _stream(name).task_labels == [0] * s.n_experiences
+    # the same experiences, only labelled with their task
+    assert s.classes_per_exp == _stream(name).classes_per_exp
+    assert torch.equal(s.y_train, _stream(name).y_train)
+
+
+# --- Fashion-MNIST ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fmnist() -> RawData:
+    if not FMNIST_DIR.is_dir():
+        pytest.skip(f"Fashion-MNIST not installed in {FMNIST_DIR}")
+    return load_dataset("fashion-mnist")
+
+
+@needs_fmnist
+def test_split_fmnist_shape(fmnist: RawData) -> None:
+    s = build_stream("split-fmnist", seed=0)
+    assert s.n_experiences == 5 and s.n_classes == 10
+    assert [len(i) for i in s.train_idx] == [12000] * 5
+    assert [len(i) for i in s.test_idx] == [2000] * 5
+    assert s.input_shape == (1, 28, 28)
+    for e, classes in enumerate(s.classes_per_exp):
+        assert set(s.y_train[s.train_idx[e]].tolist()) == set(classes)
+        assert set(s.y_test[s.test_idx[e]].tolist()) == set(classes)
+
+
+N_TRAIN, N_TEST = 600, 200
+
+
+def _subset(raw: RawData) -> RawData:
+    return RawData(raw.name, raw.x_train[:N_TRAIN].clone(), raw.y_train[:N_TRAIN].clone(),
+                   raw.x_test[:N_TEST].clone(), raw.y_test[:N_TEST].clone(), raw.n_classes,
+                   raw.fingerprint)
+
+
+@pytest.fixture(scope="module")
+def perm_builder(fmnist: RawData) -> Any:
+    """``build_stream("perm-fmnist", seed)`` on the first rows of the real Fashion-MNIST data.
+
+    The full stream stores ten permuted copies (2 GB, ~9 s); the construction does not depend
+    on the number of rows, so a subset keeps this test fast while using the real data path.
+    """
+    sub = _subset(fmnist)
+
+    def build(seed: int) -> Stream:
+        mp = pytest.MonkeyPatch()
+        mp.setattr(streams_mod, "load_dataset", lambda name, **kw: sub)
+        try:
+            return build_stream("perm-fmnist", seed=seed)
+        finally:
+            mp.undo()
+
+    return build
+
+
+def _recover_permutation(raw_x: torch.Tensor, perm_x: torch.Tensor) -> list[list[int]]:
+    """For each feature ``i`` of ``perm_x`` the raw features ``j`` whose columns equal it over
+    every row (``perm_x[:, i] == raw_x[:, P[i]]``); several when raw columns coincide."""
+    raw_cols = raw_x.reshape(len(raw_x), -1).T.contiguous()
+    perm_cols = perm_x.reshape(len(perm_x), -1).T.contiguous()
+    by_key: dict[bytes, list[int]] = {}
+    for j, col in enumerate(raw_cols):
+        by_key.setdefault(col.numpy().tobytes(), []).append(j)
+    return [by_key.get(col.numpy().tobytes(), []) for col in perm_cols]
+
+
+@needs_fmnist
+def test_perm_fmnist_applies_one_permutation_per_experience(fmnist: RawData,
+                                                            perm_builder: Any) -> None:
+    s = perm_builder(0)
+    sub = _subset(fmnist)
+    assert s.scenario == "domain-il" and s.n_experiences == 10
+    assert s.classes_per_exp == [list(range(10))] * 10
+    assert s.task_labels == [0] * 10
+    d = 28 * 28
+    raw_te = sub.x_test.reshape(N_TEST, d)
+    canonical = []
+    for e in range(10):
+        assert set(s.y_train[s.train_idx[e]].tolist()) == set(range(10))
+        assert torch.equal(s.y_train[s.train_idx[e]], sub.y_train)
+        assert torch.equal(s.y_test[s.test_idx[e]], sub.y_test)
+        cands = _recover_permutation(sub.x_train, s.x_train[s.train_idx[e]])
+        assert all(cands), f"experience {e}: a training feature is not a raw feature"
+        # the permutation found on the training rows explains every test row
+        perm_te = s.x_test[s.test_idx[e]].reshape(N_TEST, d)
+        for i, js in enumerate(cands):
+            assert any(torch.equal(perm_te[:, i], raw_te[:, j]) for j in js), \
+                f"experience {e}: test feature {i} is not permuted like the training rows"
+        canonical.append(tuple(c[0] for c in cands))
+    assert len(set(canonical)) == 10, "two experiences share a permutation"
+    assert all(p != tuple(range(d)) for p in canonical), "an experience is not permuted"
+
+
+@needs_fmnist
+def test_perm_fmnist_permutations_are_fixed_by_the_seed(perm_builder: Any) -> None:
+    a, again, b = perm_builder(0), perm_builder(0), perm_builder(1)
+    assert torch.equal(a.x_train, again.x_train) and torch.equal(a.x_test, again.x_test)
+    assert a.fingerprint == again.fingerprint
+    assert b.fingerprint != a.fingerprint
+    for e in range(10):
+        assert not torch.equal(a.x_train[a.train_idx[e]], b.x_train[b.train_idx[e]])
+
+
+# --- custom streams -----------------------------------------------------------------------------
+
+def test_register_stream_builder_is_called(digits_stream: Stream, tmp_path: Path) -> None:
+    name = "test-tiny-digits"
+    calls: list[dict[str, Any]] = []
+    try:
+        @register_stream(name, description="first two experiences of split-digits",
+                         version="0.1", family="embedded", n_experiences=2)
+        def tiny(seed: int, data_root: Path | None, task_incremental: bool) -> Stream:
+            calls.append({"seed": seed, "data_root": data_root, "task_incremental": task_incremental})
+            s = digits_stream
+            n_tr, n_te = len(s.train_idx[0]) + len(s.train_idx[1]), len(s.test_idx[0]) + len(s.test_idx[1])
+            return Stream(name=name, version="0.1", scenario="task-il" if task_incremental else "class-il",
+                          x_train=s.x_train[:n_tr], y_train=s.y_train[:n_tr],
+                          x_test=s.x_test[:n_te], y_test=s.y_test[:n_te],
+                          train_idx=s.train_idx[:2], test_idx=s.test_idx[:2],
+                          classes_per_exp=s.classes_per_exp[:2], n_classes=s.n_classes,
+                          fingerprint="tiny-" + s.fingerprint, seed=seed)
+
+        entry = STREAMS.get(name)
+        assert entry.meta == {"family": "embedded", "embedded": False}
+        assert entry.obj.builder is tiny and entry.obj.version == "0.1"
+        s = build_stream(name, seed=7, data_root=tmp_path, task_incremental=True)
+        assert calls == [{"seed": 7, "data_root": tmp_path, "task_incremental": True}]
+        assert s.n_experiences == 2 and s.task_labels == [0, 1] and s.seed == 7
+        assert resolve_config(name, "naive", "mlp", 7).train["epochs"] == 10  # embedded family
+        with pytest.raises(ValueError, match="registered twice"):
+            register_stream(name, description="again", version="0.2")(tiny)
+    finally:
+        STREAMS._entries.pop(name, None)
+    assert name not in STREAMS
+
+
+def test_holdout_splits_each_experiences_training_rows(digits_stream: Stream) -> None:
+    from clbench.streams import holdout
+
+    s = digits_stream
+    h = holdout(s, 0.2, seed=3)
+    assert h.n_experiences == s.n_experiences and h.fingerprint != s.fingerprint
+    for e in range(s.n_experiences):
+        n = len(s.train_idx[e])
+        assert len(h.test_idx[e]) == round(0.2 * n) and len(h.train_idx[e]) + len(h.test_idx[e]) == n
+        rows = lambda x, idx: sorted(map(tuple, x[idx].reshape(len(idx), -1).tolist()))  # noqa: E731
+        both = sorted(rows(h.x_train, h.train_idx[e]) + rows(h.x_test, h.test_idx[e]))
+        assert both == rows(s.x_train, s.train_idx[e])        # a partition of the experience
+        assert set(h.y_test[h.test_idx[e]].tolist()) <= set(s.classes_per_exp[e])
+    again = holdout(s, 0.2, seed=3)
+    assert torch.equal(again.x_test, h.x_test) and not torch.equal(holdout(s, 0.2, 4).y_test, h.y_test)
+
+
+def test_a_validation_run_never_reads_the_test_set(digits_stream: Stream) -> None:
+    """The test store is replaced by NaNs: a run with validation>0 must not see them."""
+    import dataclasses
+
+    from clbench import resolve_config, run
+
+    poisoned = dataclasses.replace(digits_stream, x_test=torch.full_like(digits_stream.x_test, float("nan")))
+    cfg = resolve_config("split-digits", "naive", "mlp", 0, ["epochs=1", "validation=0.2", "mono.when=off"])
+    r = run(cfg, stream=poisoned)
+    assert r.status == "ok", r.error
+    assert r.metric("final_accuracy") > 0.15          # NaN inputs would score at chance at best
+    test = run(resolve_config("split-digits", "naive", "mlp", 0, ["epochs=1", "mono.when=off"]),
+               stream=poisoned)
+    assert test.accuracy_matrix != r.accuracy_matrix
