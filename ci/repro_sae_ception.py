@@ -9,8 +9,9 @@
 
 The paper's claim under test (SAE-ception, NeurIPS 2025 MechInterp workshop): more monosemantic
 SAE features at a small accuracy cost. For each stream it prints, per metric, the mean ± 95%
-t-interval over seeds for both methods, the difference, and Welch's t-test p-value; "holds"
-marks a difference in the claimed direction with p < 0.05. The monosemanticity metrics are
+t-interval over seeds for both methods, the paired difference over seeds with its 95% interval,
+the paired t-test p-value and its Holm correction over every test on the page; a verdict needs
+Holm p < 0.05 (:mod:`clbench.board.paired`). The monosemanticity metrics are
 clbench's standard block (a fresh TopK SAE on the hooked layer ``fc1``, held-out test data).
 """
 from __future__ import annotations
@@ -20,11 +21,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clbench.atomic import write_text_atomic  # noqa: E402
+from clbench.board.paired import holm, paired_test  # noqa: E402
 from clbench.board.rank import ci95  # noqa: E402
 from clbench.metrics.registry import metric  # noqa: E402
 from clbench.models import MODELS, create_model  # noqa: E402
@@ -34,12 +35,14 @@ METRICS = ["final_accuracy", "forgetting_max", "mono_silhouette_latent", "mono_s
            "mono_davies_bouldin", "mono_csi", "mono_uncertainty_coef", "mono_sparse_probe_k1"]
 
 
-def values(results: list[dict], stream: str, model: str, label: str, metric: str) -> np.ndarray:
-    return np.array([r["metrics"][metric]["value"] for r in results
-                     if r["status"] == "ok" and r["config"]["stream"] == stream
-                     and r["config"]["model"] == model
-                     and r.get("label", r["config"]["strategy"]) == label
-                     and r["metrics"].get(metric, {}).get("value") is not None], dtype=float)
+def values(results: list[dict], stream: str, model: str, label: str, metric: str
+           ) -> dict[int, float]:
+    """seed -> value of ``metric`` for the runs of one (stream, model, label)."""
+    return {int(r["config"]["seed"]): float(r["metrics"][metric]["value"]) for r in results
+            if r["status"] == "ok" and r["config"]["stream"] == stream
+            and r["config"]["model"] == model
+            and r.get("label", r["config"]["strategy"]) == label
+            and r["metrics"].get(metric, {}).get("value") is not None}
 
 
 def default_layer_of(model: str) -> str:
@@ -51,10 +54,10 @@ def default_layer_of(model: str) -> str:
 
 
 def table(results: list[dict], stream: str, model: str, tag: str = "",
-          pair: tuple[str, str] = ("naive", "sae-ception")) -> str:
-    """``pair[1]`` against ``pair[0]`` (default: sae-ception vs naive) on one (stream, model);
-    ``tag`` (``@<hash>``) picks runs made with the same non-default settings, as ``clbench run``
-    labels them."""
+          pair: tuple[str, str] = ("naive", "sae-ception")) -> tuple[list[str], list[dict]]:
+    """``pair[1]`` against ``pair[0]`` (default: sae-ception vs naive) on one (stream, model):
+    the table's heading lines and one row per metric (its paired test, not yet corrected);
+    ``tag`` (``@<hash>``) picks runs made with the same non-default settings."""
     base, method = pair
     mine = [r for r in results if r["config"]["stream"] == stream and r["config"]["model"] == model
             and r.get("label", r["config"]["strategy"]) in (base + tag, method + tag)]
@@ -62,31 +65,30 @@ def table(results: list[dict], stream: str, model: str, tag: str = "",
         or default_layer_of(model)
     mp = mine[0]["config"].get("model_params", {}) if mine else {}
     arch = ", ".join(f"{k}={v}" for k, v in mp.items())
-    lines = [f"### {stream} ({model}, hook {layer})", "", f"Model: {model}({arch}).", "",
-             f"| metric | better | {base} | {method} | difference | Welch p | "
-             f"{'claim holds' if pair == ('naive', 'sae-ception') else 'verdict'} |",
-             "|---|---|---|---|---|---|---|"]
+    head = [f"### {stream} ({model}, hook {layer})", "", f"Model: {model}({arch}).", "",
+            f"| metric | better | {base} | {method} | difference (paired, 95% CI) | seeds | "
+            f"paired p | Holm p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for m in METRICS:
         a, b = (values(results, stream, model, base + tag, m),
                 values(results, stream, model, method + tag, m))
-        if len(a) == 0 or len(b) == 0:
-            continue
-        hib = metric(m).higher_is_better
-        p = float(stats.ttest_ind(b, a, equal_var=False).pvalue) if len(a) > 1 and len(b) > 1 else float("nan")
-        diff = b.mean() - a.mean()
-        better = diff > 0 if hib else diff < 0
-        if m == "final_accuracy":
-            verdict = "cost: %.1f points" % (-100 * diff) if diff < 0 else "no cost"
-        elif m == "forgetting_max":
-            verdict = "-"
-        else:
-            verdict = "yes" if better and p < 0.05 else ("direction only" if better else "no")
+        if a and b:
+            rows.append({"metric": m, "a": a, "b": b, "test": paired_test(b, a)})
+    return head, rows
+
+
+def render_rows(head: list[str], rows: list[dict], base: str, method: str) -> str:
+    lines = list(head)
+    for row in rows:
+        m, t, hib = row["metric"], row["test"], metric(row["metric"]).higher_is_better
+        a, b = np.array(list(row["a"].values())), np.array(list(row["b"].values()))
+        better = t.diff > 0 if hib else t.diff < 0
+        sig = row["holm"] < 0.05
+        verdict = (f"{method} better" if better else f"{method} worse") if sig else "no difference shown"
         lines.append(f"| {m} | {'higher' if hib else 'lower'} | {a.mean():.4f} ± {ci95(a):.4f} | "
-                     f"{b.mean():.4f} ± {ci95(b):.4f} | {diff:+.4f} | {p:.3f} | {verdict} |")
-    n = (len(values(results, stream, model, base + tag, "final_accuracy")),
-         len(values(results, stream, model, method + tag, "final_accuracy")))
-    lines.append(f"\nseeds: {base} {n[0]}, {method} {n[1]}\n")
-    return "\n".join(lines)
+                     f"{b.mean():.4f} ± {ci95(b):.4f} | {t.diff:+.4f} ± {t.half_width:.4f} | "
+                     f"{t.n} | {t.p_value:.3f} | {row['holm']:.3f} | {verdict} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -107,9 +109,17 @@ def main() -> None:
     default = pair == ("naive", "sae-ception")
     title = "SAE-ception vs Naive (issue 5 reproduction)" if default else f"{pair[1]} vs {pair[0]}"
     opt = "" if default else f" --pair {a.pair}"
+    tables = [table(results, s, m, "@" + t if t else "", pair) for s, m, t in cells]
+    family = [row for _, rows in tables for row in rows]
+    for row, p in zip(family, holm([row["test"].p_value for row in family])):
+        row["holm"] = p
     text = (f"# {title}\n\nGenerated by `python ci/repro_sae_ception.py "
-            f"{' '.join(a.results)} --cells {a.cells}{opt}`; mean ± 95% t-interval over seeds.\n\n"
-            + "\n".join(table(results, s, m, "@" + t if t else "", pair) for s, m, t in cells))
+            f"{' '.join(a.results)} --cells {a.cells}{opt}`; mean ± 95% t-interval over seeds. "
+            f"Differences are {pair[1]} − {pair[0]} per seed (runs of one seed share class order, "
+            f"permutations and initialisation): paired t-test over the seeds both ran, Holm-"
+            f"corrected over all {len(family)} (metric, stream) tests of this page "
+            f"(clbench.board.paired); a verdict needs Holm p < 0.05.\n\n"
+            + "\n".join(render_rows(h, rows, *pair) for h, rows in tables))
     if a.out:
         write_text_atomic(a.out, text)
     print(text)

@@ -18,6 +18,9 @@ Schema ``clbench.result/1`` (every key required unless marked optional):
   keys may be added)
 * ``provenance``: ``clbench_version``, ``git_commit`` (null outside a git checkout), ``torch``,
   ``avalanche``, ``timm``, ``python``, ``host``, ``created``, ``seed``, ``determinism``
+* optional ``flags``: list of str, signs that the run collapsed (``collapsed:exp<e>``: at chance
+  on an experience right after training on it; ``dead:<layer>@exp<e>``: a hook layer whose
+  output does not depend on the input); see :mod:`clbench.metrics.flags`
 * optional ``checkpoints`` (runs with ``--keep-checkpoints``): ``dir``, ``files`` (each
   ``{"after_experience", "path"}``, relative to the result's folder), ``hook_layers``; see
   :mod:`clbench.checkpoints`
@@ -59,6 +62,8 @@ class RunResult:
     status: str = "ok"
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: signs of a broken run (clbench.metrics.flags): "collapsed:exp<e>", "dead:<layer>@exp<e>"
+    flags: list[str] = field(default_factory=list)
     #: model states after each experience (``keep_checkpoints``); written by :func:`write_result`
     checkpoints: CheckpointSet | None = None
 
@@ -74,7 +79,8 @@ class RunResult:
              "metrics": {k: {"value": _finite_or_none(v["value"]),
                              "higher_is_better": bool(v["higher_is_better"])}
                          for k, v in self.metrics.items()},
-             "per_experience": self.per_experience, "provenance": self.provenance}
+             "per_experience": self.per_experience, "provenance": self.provenance,
+             "flags": list(self.flags)}
         d.update(self.extra)
         return d
 
@@ -154,6 +160,9 @@ def validate(data: Any, source: str = "result") -> None:
     for name, m in data["metrics"].items():
         if not isinstance(m, dict) or "value" not in m or "higher_is_better" not in m:
             raise bad(f"metric {name!r} needs 'value' and 'higher_is_better'")
+    flags = data.get("flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise bad("'flags' should be a list of strings")
     if "checkpoints" in data and (why := validate_block(data["checkpoints"])):
         raise bad(why)
     ff = data.get("feature_forgetting")

@@ -16,6 +16,11 @@ template. Parameters are typed by their defaults; ``family_defaults`` override t
 one stream family (``embedded``, ``mnist``, ``cifar``); ``check`` validates the resolved values
 when a run's config is resolved, so a bad value stops a sweep before its first run.
 
+A plugin may report what it did on each experience (a mask size, its SAE's quality): a method
+``experience_record(self) -> dict[str, JSON value]``, called by the runner after each training
+experience, whose values are saved in the result as ``per_experience[i]["method"]`` (plugins of
+a combination merge their dictionaries, so prefix the keys with the method's name).
+
 Where methods come from: the registry is filled on its first lookup, by importing the built-in
 methods (:mod:`clbench.strategies`, the repository's ``strategies/`` folder) and then every entry
 point of the group ``clbench.strategies`` that an installed distribution declares. So another

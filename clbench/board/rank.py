@@ -44,6 +44,10 @@ class Tables:
     overall: pd.DataFrame
     #: (stream, label) -> number of failed runs (diverged or crashed), shown beside the seeds
     failed: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (stream, label) -> number of flagged runs (collapsed, dead layer), shown beside the seeds
+    flagged: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: stream -> metrics not applicable there (not shown): FWT in class-IL with one head
+    not_applicable: dict[str, set[str]] = field(default_factory=dict)
 
 
 def strategy_label(result: dict[str, Any], multi_model: bool) -> str:
@@ -96,6 +100,31 @@ def failed_runs(results: list[dict[str, Any]], multi_model: bool) -> dict[tuple[
     return out
 
 
+def flagged_runs(results: list[dict[str, Any]], multi_model: bool) -> dict[tuple[str, str], int]:
+    """(stream, label) -> successful runs whose file holds a flag (:mod:`clbench.metrics.flags`)."""
+    out: dict[tuple[str, str], int] = {}
+    for r in results:
+        if r.get("status") == "ok" and r.get("flags"):
+            key = (r["config"]["stream"], strategy_label(r, multi_model))
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def not_applicable(results: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """stream -> metrics that cannot tell methods apart there. FWT in a class-incremental
+    stream with one head: the head has never been trained on an unseen experience's classes, so
+    ``R[j-1][j] ~ 0`` for every method and FWT ``~ -mean_j b_j`` by construction."""
+    single_head_cil: dict[str, bool] = {}
+    for r in results:
+        if r.get("status") != "ok":
+            continue
+        name = r["config"]["stream"]
+        cil = (r["stream"].get("scenario") == "class-il"
+               and not r["config"].get("task_incremental", False))
+        single_head_cil[name] = single_head_cil.get(name, True) and cil
+    return {name: {"fwt"} for name, cil in single_head_cil.items() if cil}
+
+
 def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") -> Tables:
     df, direction = results_frame(results)
     if df.empty:
@@ -122,7 +151,8 @@ def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") 
     overall = pd.concat([overall, rank_df], axis=1)
     overall = overall.sort_values(["mean_rank", "streams"], ascending=[True, False])
     multi = len({r["config"]["model"] for r in results}) > 1
-    return Tables(metric, hib, per_stream, overall, failed_runs(results, multi))
+    return Tables(metric, hib, per_stream, overall, failed_runs(results, multi),
+                  flagged_runs(results, multi), not_applicable(results))
 
 
 def _fmt(mean: float, ci: float, scale: float) -> str:
@@ -133,12 +163,16 @@ def _fmt(mean: float, ci: float, scale: float) -> str:
     return s if math.isnan(ci) else f"{s} ± {ci * scale:.{digits}f}"
 
 
-def stream_rows(t: pd.DataFrame, metric: str, failed: dict[str, int] | None = None
-                ) -> tuple[list[str], list[list[Any]]]:
+def stream_rows(tables: Tables, stream: str) -> tuple[list[str], list[list[Any]]]:
     """Headers and rows of one stream's table: the :data:`SHOWN` columns (``metric`` first if
-    it is not one of them) under their registry headers, values times their registry scales."""
+    it is not one of them; none that is not applicable on the stream) under their registry
+    headers, values times their registry scales; failed and flagged runs beside the seeds."""
+    t, metric = tables.per_stream[stream], tables.metric
+    skip = tables.not_applicable.get(stream, set()) - {metric}
+    failed = {label: n for (st, label), n in tables.failed.items() if st == stream}
+    flagged = {label: n for (st, label), n in tables.flagged.items() if st == stream}
     cols = list(SHOWN) if metric in SHOWN else [metric, *SHOWN]
-    shown = [METRICS.get(c).obj for c in cols if (c, "mean") in t.columns]
+    shown = [METRICS.get(c).obj for c in cols if (c, "mean") in t.columns and c not in skip]
     headers = ["rank", "strategy", "CI rank"] + [m.header for m in shown] + ["seeds"]
     rows = []
     for label, r in t.iterrows():
@@ -146,12 +180,30 @@ def stream_rows(t: pd.DataFrame, metric: str, failed: dict[str, int] | None = No
         rows.append(["-" if math.isnan(rank) else int(rank), label,
                      "-" if math.isnan(tier) else int(tier)]
                     + [_fmt(r[(m.name, "mean")], r[(m.name, "ci95")], m.scale) for m in shown]
-                    + [_seeds(int(r[("seeds", "n")]), (failed or {}).get(str(label), 0))])
+                    + [_seeds(int(r[("seeds", "n")]), failed.get(str(label), 0),
+                              flagged.get(str(label), 0))])
     return headers, rows
 
 
-def _seeds(n: int, failed: int) -> str:
-    return f"{n} (+{failed} failed)" if failed else str(n)
+def _seeds(n: int, failed: int, flagged: int = 0) -> str:
+    notes = ([f"+{failed} failed"] if failed else []) + ([f"{flagged} flagged"] if flagged else [])
+    return f"{n} ({', '.join(notes)})" if notes else str(n)
+
+
+def stream_note(tables: Tables, stream: str) -> str:
+    """The line under a stream's table naming what is not shown there and why ("" if none)."""
+    skip = tables.not_applicable.get(stream, set()) - {tables.metric}
+    if "fwt" in skip:
+        return ("FWT is not shown: in a class-incremental stream with one head it is fixed by "
+                "construction (R[j-1][j] ~ 0 for every method, so FWT ~ -mean b).")
+    return ""
+
+
+#: what the tables say about failed and flagged runs (Markdown and the page)
+RUNS_NOTE = ("A run that diverged or crashed is counted as failed and left out of the statistics. "
+             "A flagged run (at chance on an experience right after training on it, or a hook "
+             "layer whose output no longer depends on the input; clbench.metrics.flags) stays "
+             "in the statistics and is counted beside the seeds.")
 
 
 def overall_rows(ov: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
@@ -175,14 +227,14 @@ def render(tables: Tables, fmt: str = "md") -> str:
         return pd.concat(frames).to_csv(index=False, float_format="%.6g")
     if fmt != "md":
         raise ClbenchError(f"unknown format {fmt!r}; use md or csv")
-    out = [f"Ranked on `{tables.metric}` ({arrow}); mean ± 95% t-interval over seeds. A run "
-           "that diverged or crashed is counted as failed and left out of the statistics. "
-           "CI rank: 1 + the number of strategies whose interval lies wholly on the better "
-           "side; strategies whose intervals overlap share it.\n"]
-    for stream, t in tables.per_stream.items():
-        failed = {label: n for (st, label), n in tables.failed.items() if st == stream}
-        headers, rows = stream_rows(t, tables.metric, failed)
-        out.append(f"### {stream}\n\n" + tabulate(rows, headers, tablefmt="github") + "\n")
+    out = [f"Ranked on `{tables.metric}` ({arrow}); mean ± 95% t-interval over seeds. "
+           f"{RUNS_NOTE} CI rank: 1 + the number of strategies whose interval lies wholly on "
+           "the better side; strategies whose intervals overlap share it.\n"]
+    for stream in tables.per_stream:
+        headers, rows = stream_rows(tables, stream)
+        note = stream_note(tables, stream)
+        out.append(f"### {stream}\n\n" + tabulate(rows, headers, tablefmt="github") + "\n"
+                   + (f"\n{note}\n" if note else ""))
     headers, rows = overall_rows(tables.overall)
     out.append("### Overall (mean rank across streams)\n\n" + tabulate(rows, headers, tablefmt="github") + "\n")
     return "\n".join(out)

@@ -177,9 +177,10 @@ def fast_bridge(strategy: Any) -> Bridge | None:
     return next((p.bridge for p in strategy.plugins if isinstance(p, FastDataPlugin)), None)
 
 
-def experience_rows(strategy: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(x, y, t)`` of positions ``rows`` of ``strategy.experience.dataset``, in that order, on
-    the CPU.
+def dataset_rows(strategy: Any, ds: Any, rows: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(x, y, t)`` of positions ``rows`` (default: all) of the Avalanche dataset ``ds``, in
+    that order, on the CPU.
 
     When the strategy has a :class:`FastDataPlugin` and the dataset came from its
     :class:`~clbench.run.bridge.Bridge` (it has ``sample_id``), the rows are one tensor index
@@ -187,7 +188,7 @@ def experience_rows(strategy: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor
     reads them, so any Avalanche benchmark works. Both give the same rows in the same order.
     Reading never draws from the global RNG (the loader's base seed and any random transform
     run under a forked RNG)."""
-    ds = strategy.experience.dataset
+    rows = torch.arange(len(ds)) if rows is None else rows
     bridge = fast_bridge(strategy)
     if bridge is not None and hasattr(ds, "sample_id"):   # a dataset made by the Bridge
         x, y, t = bridge.gather(ds)
@@ -198,6 +199,12 @@ def experience_rows(strategy: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor
                             collate_fn=getattr(ds, "collate_fn", None))
         batches = list(loader)
     if not batches:
-        raise ValueError("experience_rows: no rows to read (empty experience or rows)")
+        raise ValueError("dataset_rows: no rows to read (empty dataset or rows)")
     x, y, t = (torch.cat([b[i] for b in batches]) for i in (0, 1, -1))
     return x, y, t
+
+
+def experience_rows(strategy: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(x, y, t)`` of positions ``rows`` of ``strategy.experience.dataset`` (the current
+    experience's own training data), in that order, on the CPU (:func:`dataset_rows`)."""
+    return dataset_rows(strategy, strategy.experience.dataset, rows)

@@ -5,7 +5,10 @@
     >>> result.accuracy_matrix[-1], result.metric("final_accuracy")
 
 The run evaluates the untrained model on every test experience (``b`` for FWT), then after each
-training experience ``i`` evaluates all of them to fill row ``i`` of R. Training goes through a
+training experience ``i`` evaluates all of them to fill row ``i`` of R, and checks every hook
+layer for a dead output; collapsed experiences and dead layers become the result's ``flags``
+(:mod:`clbench.metrics.flags`). Everything after training reads ``strategy.model``: a method
+may replace the model object (Avalanche's GDumb does). Training goes through a
 stock Avalanche template (Naive unless the method is one of Avalanche's strategy classes) with
 the method's plugins, then clbench's :class:`~clbench.run.fastdata.FastDataPlugin` (in-memory
 batches), the :class:`~clbench.run.plugins.DivergenceGuard` and the
@@ -30,6 +33,7 @@ from clbench.checkpoints import CheckpointSet
 from clbench.run.config import RunConfig
 from clbench.run.cost import PeakRSS, module_bytes, state_bytes
 from clbench.run.fastdata import FastDataPlugin
+from clbench.metrics.flags import DEAD_PROBE_ROWS, dead_layers, run_flags
 from clbench.metrics.cl import cl_metrics
 from clbench.metrics.registry import metric
 from clbench.models import create_model
@@ -62,6 +66,18 @@ def build_model(cfg: RunConfig, stream: Stream) -> nn.Module:
     model = create_model(cfg.model, input_shape=stream.input_shape, n_classes=stream.n_classes,
                          **cfg.model_params)
     return make_multihead(model) if cfg.task_incremental else model
+
+
+def method_record(plugins: list[Any]) -> dict[str, Any]:
+    """What the method's plugins report about the experience just trained: the union of every
+    plugin's ``experience_record()`` (see :mod:`clbench.strategy_api`), saved as
+    ``per_experience[i]["method"]``."""
+    out: dict[str, Any] = {}
+    for p in plugins:
+        report = getattr(p, "experience_record", None)
+        if callable(report):
+            out.update(report())
+    return out
 
 
 def run(cfg: RunConfig, stream: Stream | None = None, progress: Progress | None = None,
@@ -115,6 +131,8 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
     per_exp: list[dict[str, Any]] = []
     R: list[list[float]] = []
 
+    top_share: list[float] = []   # s_e: the most frequent prediction's share right after e
+
     def evaluate() -> tuple[list[float], float]:
         t0 = time.perf_counter()
         strategy.eval(bm.test_stream)
@@ -122,6 +140,7 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
 
     status, error = "ok", None
     b: list[float] = []
+    flags: list[str] = []
     ckpts = CheckpointSet(list(model.hook_layers)) if cfg.keep_checkpoints else None
     with PeakRSS() as rss:
         try:
@@ -135,17 +154,23 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
                                  skip_plugins=(FastDataPlugin, DivergenceGuard, AccuracyRecorder))
                 row, t_eval = evaluate()
                 R.append(row)
+                top_share[:] = acc.top_share if offline else [*top_share, acc.top_share[i]]
                 entry = {"state_bytes": sb.total, "state_bytes_by_kind": sb.by_kind,
                          "train_seconds": t_train, "eval_seconds": t_eval}
+                if record := method_record(method_plugins):
+                    entry["method"] = record
+                probe = stream.x_test[stream.test_idx[i][:DEAD_PROBE_ROWS]] if not offline else \
+                    stream.x_test[torch.cat(stream.test_idx)[:DEAD_PROBE_ROWS]]
+                flags += [f"dead:{name}@exp{i}" for name in dead_layers(strategy.model, probe)]
                 when = cfg.mono["when"]
                 if when == "every" or (when == "end" and i == len(steps) - 1):
                     t0 = time.perf_counter()
                     seen = list(range(stream.n_experiences)) if offline else list(range(i + 1))
-                    entry["mono"] = mono_block(model, stream, seen, cfg.mono, cfg.seed)
+                    entry["mono"] = mono_block(strategy.model, stream, seen, cfg.mono, cfg.seed)
                     entry["mono_seconds"] = time.perf_counter() - t0
                 per_exp.append(entry)
                 if ckpts is not None:
-                    ckpts.add(i, model)
+                    ckpts.add(i, strategy.model)
                 if progress:
                     progress(i + 1, len(steps))
         except DivergedError as e:
@@ -157,7 +182,7 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
     if status == "ok":
         values: dict[str, Any] = dict(cl_metrics(R, b))
         cost = {"state_bytes": max(p["state_bytes"] for p in per_exp),
-                "model_bytes": module_bytes(model), "peak_rss_bytes": rss.peak,
+                "model_bytes": module_bytes(strategy.model), "peak_rss_bytes": rss.peak,
                 "train_seconds": sum(p["train_seconds"] for p in per_exp),
                 "eval_seconds": sum(p["eval_seconds"] for p in per_exp)}
         values.update({name: float(value) for name, value in cost.items()})
@@ -175,4 +200,5 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
                 "classes_per_exp": stream.classes_per_exp},
         accuracy_matrix=R, random_init_accuracy=b, metrics=metrics, per_experience=per_exp,
         provenance=prov, status=status, error=error,
+        flags=run_flags(R, stream.classes_per_exp, top_share, flags) if status == "ok" else flags,
         checkpoints=ckpts if status == "ok" else None)

@@ -138,3 +138,18 @@ def test_si_accumulates_importance_on_cpu(digits_stream: Stream) -> None:
     r_naive = run(resolve_config("split-digits", "naive", "mlp", 0, FAST + ["mono.when=off"]),
                   stream=digits_stream)
     assert r_si.accuracy_matrix != r_naive.accuracy_matrix
+
+
+def test_gdumb_fits_its_memory_with_its_paper_s_schedule(digits_stream: Stream) -> None:
+    """Regression: GDumb used to retrain its memory for the run's epochs at the run's batch size
+    (on the MNIST family: 2 SGD steps) and sat at chance (9.3 % on perm-fmnist, 15.5 % on
+    split-digits). Refit from scratch with SGDR for its own epochs, it learns its memory."""
+    cfg = resolve_config("split-digits", "gdumb", "mlp", 0, ["epochs=1", "mono.when=off",
+                                                             "gdumb.epochs=32"])
+    r = run(cfg, stream=digits_stream)
+    assert r.status == "ok" and r.flags == []
+    assert r.metric("final_accuracy") > 0.6          # 10 classes: chance is 0.1
+    starved = run(resolve_config("split-digits", "gdumb", "mlp", 0,
+                                 ["epochs=1", "mono.when=off", "gdumb.epochs=1"]),
+                  stream=digits_stream)
+    assert starved.metric("final_accuracy") < r.metric("final_accuracy") - 0.2
