@@ -7,7 +7,12 @@
 Each variant is sae-reg with its registered defaults plus the overrides in :data:`VARIANTS`
 (naive and EWC as references). Runs go through ``clbench.run.sweep.run_cells``, so they are resumable
 and every result is a normal clbench result file; the table shows mean ± 95% t-interval over seeds
-of final accuracy and forgetting (max - last), and the bytes the method keeps (mask and SAE apart).
+of final accuracy and forgetting (max - last), the bytes the method keeps (mask and SAE apart), and
+from sae-reg's per-experience record (``per_experience[i]["method"]``, means over seeds): the mask's
+share of the dictionary after the last experience (``sae_reg_mask_fraction``), the dictionary's
+worst FVU on a later experience's activations (``sae_reg_fvu``, experiences 1..T-1; above 0.5 it
+does not represent that data) and the hooked layer's mean activation after the last experience
+over that after the first (``sae_reg_mean_activation``; a ratchet shows as a ratio well above 1).
 """
 from __future__ import annotations
 
@@ -26,9 +31,37 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "guide only": ("sae-reg", ["sae-reg.lam=0"]),
     "one-sided protect": ("sae-reg", ["sae-reg.rho=one-sided"]),
     "two-sided protect": ("sae-reg", ["sae-reg.rho=two-sided"]),
+    "relative protect": ("sae-reg", ["sae-reg.rho=relative"]),
+    "importance on every sample": ("sae-reg", ["sae-reg.gate=all"]),
+    "old defaults": ("sae-reg", ["sae-reg.rho=one-sided", "sae-reg.gate=all"]),
+    "random dictionary": ("sae-reg", ["sae-reg.dictionary=random"]),
+    "neuron basis": ("sae-reg", ["sae-reg.dictionary=neurons"]),
     "q = 0.5": ("sae-reg", ["sae-reg.q=0.5"]),
     "q = 0.99": ("sae-reg", ["sae-reg.q=0.99"]),
 }
+
+
+def method_columns(results: list[dict]) -> tuple[float | None, float | None, float | None]:
+    """Means over ``results`` of sae-reg's records: mask fraction after the last experience, the
+    worst FVU on experiences 1..T-1, last over first mean activation; None where a result (a
+    baseline, an older file) has no record."""
+    mask, fvu, ratio = [], [], []
+    for r in results:
+        recs = [e.get("method", {}) for e in r["per_experience"]]
+        if not recs or "sae_reg_mask_fraction" not in recs[-1]:
+            return None, None, None
+        mask.append(recs[-1]["sae_reg_mask_fraction"])
+        later = [x["sae_reg_fvu"] for x in recs[1:] if "sae_reg_fvu" in x]
+        if later:
+            fvu.append(max(later))
+        first = recs[0]["sae_reg_mean_activation"]
+        ratio.append(recs[-1]["sae_reg_mean_activation"] / first if first > 0 else float("inf"))
+    mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
+    return mean(mask), mean(fvu), mean(ratio)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -72,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             kinds = ok[-1]["per_experience"][-1]["state_bytes_by_kind"] if ok else {}
             sae = kinds.get("sae", 0)
             rest = sum(kinds.values()) - sae
-            rows.append((name, " ".join(overrides) or "-", acc, fgt, rest, sae, len(ok), len(res)))
+            extra = method_columns(ok) if ok else (None, None, None)
+            rows.append((name, " ".join(overrides) or "-", acc, fgt, rest, sae, *extra, len(ok),
+                         len(res)))
     except ClbenchError as e:
         print(f"ablation: error: {e}", file=sys.stderr)
         return 2
@@ -80,13 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     cmd = " ".join(["python", "ci/ablation.py", *(argv if argv is not None else sys.argv[1:])])
     lines = [f"# sae-reg ablation: {a.stream} ({scen}), {a.model}, seeds {a.seeds}", "",
              f"Made by `{cmd}`. Mean ± 95% t-interval over seeds. State = bytes kept between "
-             "experiences besides the SAE (the mask for sae-reg); SAE = the frozen dictionary.", "",
-             "| variant | overrides | final acc % | forgetting (max) % | state KB | SAE KB | runs ok |",
-             "|---|---|---|---|---|---|---|"]
-    for name, ov, acc, fgt, rest, sae, n_ok, n in rows:
+             "experiences besides the SAE (the mask for sae-reg); SAE = the frozen dictionary. "
+             "Mask % = the mask's share of the dictionary's latents after the last experience; "
+             "max FVU = the dictionary's worst FVU on a later experience's activations (> 0.5: "
+             "it does not represent that data); act last/first = the hooked layer's mean "
+             "activation after the last experience over that after the first (a ratchet shows "
+             "as a ratio well above 1). Means over seeds.", "",
+             "| variant | overrides | final acc % | forgetting (max) % | state KB | SAE KB | "
+             "mask % | max FVU | act last/first | runs ok |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, ov, acc, fgt, rest, sae, mask, fvu, ratio, n_ok, n in rows:
         lines.append(f"| {name} | `{ov}` | {100 * acc[0]:.1f} ± {100 * acc[1]:.1f} | "
                      f"{100 * fgt[0]:.1f} ± {100 * fgt[1]:.1f} | {rest / 1024:.1f} | "
-                     f"{sae / 1024:.0f} | {n_ok}/{n} |")
+                     f"{sae / 1024:.0f} | {_fmt(None if mask is None else 100 * mask, '.1f')} | "
+                     f"{_fmt(fvu, '.2f')} | {_fmt(ratio, '.2f')} | {n_ok}/{n} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:

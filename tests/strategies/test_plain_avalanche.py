@@ -69,18 +69,23 @@ class LossProbe(SupervisedPlugin):
     def __init__(self) -> None:
         super().__init__()
         self.log: list[tuple[int, float]] = []
+        self.epochs: list[int] = []   # the epoch within the experience, per logged mini-batch
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
         self.log.append((strategy.experience.current_experience, strategy.loss.item()))
+        self.epochs.append(strategy.clock.train_exp_epochs)
 
 
-def train(plugins: list[SupervisedPlugin], seed: int = 0) -> nn.Module:
+EPOCHS = 2   # train()'s epochs per experience
+
+
+def train(plugins: list[SupervisedPlugin], seed: int = 0, epochs: int = EPOCHS) -> nn.Module:
     """Train a fresh ``Net`` with stock ``Naive`` over every experience; returns the model."""
     bm = make_benchmark()
     torch.manual_seed(seed)
     model = Net()
     strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
-                     criterion=nn.CrossEntropyLoss(), train_mb_size=32, train_epochs=2,
+                     criterion=nn.CrossEntropyLoss(), train_mb_size=32, train_epochs=epochs,
                      plugins=plugins, evaluator=EvaluationPlugin(loggers=[]), device="cpu")
     for exp in bm.train_stream:
         strategy.train(exp)
@@ -116,7 +121,12 @@ def test_both_plugins_act_inside_stock_naive() -> None:
     assert len(p0.log) == len(p1.log) == len(p2.log) > 0
     assert all(d == 0 for e, d in reg_added if e == 0)
     assert all(d > 0 for e, d in reg_added if e > 0)
-    assert all(d >= 0 for d in aux_added) and sum(d > 0 for d in aux_added) > len(aux_added) // 2
+    # SAE-ception's term acts only in the cycle epoch that follows each experience's 2 epochs
+    assert set(p1.epochs) == {0, 1, 2}
+    ordinary = [d for d, ep in zip(aux_added, p1.epochs) if ep < EPOCHS]
+    cycle = [d for d, ep in zip(aux_added, p1.epochs) if ep == EPOCHS]
+    assert ordinary and all(d == 0 for d in ordinary)
+    assert cycle and all(d >= 0 for d in cycle) and sum(d > 0 for d in cycle) > len(cycle) // 2
     # and they changed training: the weights differ from a run without the plugins
     assert any(not torch.equal(a, b) for a, b in zip(with_plugins.state_dict().values(),
                                                     plain.state_dict().values()))
@@ -124,10 +134,11 @@ def test_both_plugins_act_inside_stock_naive() -> None:
 
 def test_zero_weights_change_nothing() -> None:
     """With every weight 0 the plugins still fit SAEs, read data and build masks, but training
-    is bit-identical to plain Naive: reading data never draws from the global RNG."""
+    is bit-identical to plain Naive run for SAE-ception's epochs (the experience's 2 and its
+    cycle's 1): reading data never draws from the global RNG."""
     reg, ception = _reg(lam=0.0, guide_lam=0.0), _ception(lam=0.0)
     zero = train([reg, ception])
-    plain = train([])
+    plain = train([], epochs=EPOCHS + ception.config.extra_epochs)
     assert all(reg.mask_sizes) and len(ception.fits) == N_EXP
     for a, b in zip(zero.state_dict().values(), plain.state_dict().values()):
         assert torch.equal(a, b)
@@ -180,9 +191,14 @@ def test_registry_defaults_are_the_configs_fields() -> None:
             spec.check({**spec.defaults, "max_samples": 0})
 
 
-def test_too_many_cycles_fail_in_a_plain_script() -> None:
-    with pytest.raises(ClbenchError, match="needs at least that many epochs"):
-        train([_ception(cycles=3)])   # train() runs 2 epochs per experience
+def test_cycles_do_not_depend_on_the_epochs() -> None:
+    """3 cycles of 2 epochs after train()'s 2 ordinary epochs: 3 fits per experience, each from
+    the model after the ordinary epochs and the cycles before it."""
+    ception, probe = _ception(cycles=3, cycle_epochs=2), LossProbe()
+    train([probe, ception])
+    assert [(f["experience"], f["cycle"]) for f in ception.fits] == [
+        (e, c) for e in range(N_EXP) for c in range(3)]
+    assert set(probe.epochs) == set(range(EPOCHS + 3 * 2))
 
 
 def test_bridge_experience_rows_are_the_streams_train_idx_order(digits_stream: Stream) -> None:

@@ -4,7 +4,12 @@
 * no data of an earlier experience is read once its mask is built;
 * the protect and guide terms reach the layers below the hook;
 * the plugin runs inside Avalanche's stock Naive and Replay strategies;
-* only the mask (and the SAE, counted apart) persists between experiences.
+* only the mask (and the SAE, counted apart) persists between experiences;
+* the default protect term does not ratchet activations up until a layer dies;
+* the mask is compact when few latents fire (importance on the sparse code);
+* every experience records the mask, the mean activation and the SAE's FVU, and a dictionary
+  that does not represent an experience's data is warned about;
+* the dictionary controls (random, neurons) run through the same code.
 """
 from __future__ import annotations
 
@@ -33,7 +38,9 @@ from clbench.sae.topk import TopKSAE
 from clbench.strategy_api import STRATEGIES, BuildContext
 from clbench.streams import Stream
 from clbench.strategies.sae_reg import (
+    NeuronBasis,
     ParamFeatures,
+    SAEFeatures,
     SAERegConfig,
     SAERegPlugin,
     importance,
@@ -212,7 +219,8 @@ def test_the_lock_catches_a_method_that_keeps_old_data(digits_stream: Stream) ->
 
 # ----------------------------------------------------------------------- gradients
 
-@pytest.mark.parametrize("term", ["protect-one", "protect-two", "ablate", "recruit"])
+@pytest.mark.parametrize("term", ["protect-one", "protect-two", "protect-relative", "ablate",
+                                  "recruit"])
 def test_protect_and_guide_gradients_reach_layers_below_the_hook(digits_stream: Stream,
                                                                 term: str) -> None:
     torch.manual_seed(0)
@@ -220,6 +228,7 @@ def test_protect_and_guide_gradients_reach_layers_below_the_hook(digits_stream: 
     model = create_model("mlp", s.input_shape, s.n_classes, hidden=(64, 64))
     kw = {"protect-one": dict(lam=1.0, guide_lam=0.0, rho="one-sided"),
           "protect-two": dict(lam=1.0, guide_lam=0.0, rho="two-sided"),
+          "protect-relative": dict(lam=1.0, guide_lam=0.0, rho="relative"),
           "ablate": dict(lam=0.0, guide_lam=1.0, guide="ablate"),
           "recruit": dict(lam=0.0, guide_lam=1.0, guide="recruit")}[term]
     plugin = _plugin(layer="fc2", q=1.0, **kw)
@@ -362,7 +371,7 @@ def test_feature_gradients_match_finite_differences(model_name: str, layer: str)
     sae = TopKSAE(d, 2 * d, 4, seed=1).double()
     feats = SAEFeatures(layer, sae)
     crit = nn.CrossEntropyLoss()
-    f, g = feats.values_and_grads(model, crit, x, y, torch.zeros(3, dtype=torch.long))
+    f, g, _ = feats.values_and_grads(model, crit, x, y, torch.zeros(3, dtype=torch.long))
     assert f.shape == g.shape == (3, 2 * d) and g.abs().sum() > 0
 
     def loss_with_shift(n: int, i: int, eps: float) -> float:
@@ -379,3 +388,219 @@ def test_feature_gradients_match_finite_differences(model_name: str, layer: str)
     for n, i in [(0, 0), (1, 3), (2, 2 * d - 1)]:
         fd = (loss_with_shift(n, i, 1e-5) - loss_with_shift(n, i, -1e-5)) / 2e-5
         assert g[n, i].item() == pytest.approx(fd, rel=1e-4, abs=1e-8)
+
+
+# ----------------------------------------------------------------------- defect 1: the ratchet
+
+def test_relative_rho_and_fired_importance_by_hand() -> None:
+    ref = torch.tensor([[2.0, 1.0, 0.0], [1.0, 1.0, 3.0]])
+    now = torch.tensor([[1.0, 3.0, 0.0], [2.0, 1.0, 1.0]])
+    idx, w = torch.tensor([0, 1, 2]), torch.tensor([1.0, 2.0, 0.5])
+    # u = ref - now = [[1, -2, 0], [-1, 0, 2]]; s = mean ref = [1.5, 1, 1.5]; band 0.1
+    rel = (1.0 * (1 / 1.5 - 0.1) ** 2 / 2 + 2.0 * 0 + 0.5 * (2 / 1.5 - 0.1) ** 2 / 2)
+    assert protect_term(now, ref, idx, w, "relative", tol=0.1).item() == pytest.approx(rel)
+    assert protect_term(now, ref, idx, w, "relative", tol=1.5).item() == 0.0
+    # importance on the sparse code: Omega_i = mean_n 1[z_ni > 0] g_ni^2, or mean_n z_ni |g_ni|
+    f = torch.tensor([[1.0, 0.0, 2.0, 0.5], [3.0, 1.0, 0.0, 0.5]])
+    g = torch.tensor([[1.0, -2.0, 0.5, 0.0], [-1.0, 0.0, 1.0, 0.0]])
+    fired = torch.tensor([[True, False, True, False], [False, True, False, False]])
+    torch.testing.assert_close(importance(f, g, "fisher", fired),
+                               torch.tensor([0.5, 0.0, 0.125, 0.0]))
+    torch.testing.assert_close(importance(f, g, "attribution", fired),
+                               torch.tensor([0.5, 0.0, 0.5, 0.0]))
+
+
+def _protect_only(stream: Stream, *overrides: str) -> Any:
+    """split-digits, MLP 100-100 hooked at fc1, protect term only, the stream's own 10 epochs:
+    the setting in which the old one-sided default killed fc2 in experience 4 (accuracy on the
+    task just trained 0.49, naive 0.92)."""
+    cfg = resolve_config("split-digits", "sae-reg", "mlp", 0,
+                         ["mono.when=off", "model.hidden=100,100", "sae-reg.guide_lam=0",
+                          *overrides])
+    r = run(cfg, stream=stream)
+    assert r.status == "ok", r.error
+    return r
+
+
+def test_default_protect_does_not_ratchet_activations(digits_stream: Stream) -> None:
+    """theta* resets every experience; with a one-sided rho every rise became the next floor, so
+    the hooked layer's mean activation climbed experience after experience until the layer
+    above died. The default must keep it bounded by its first-experience value and keep
+    learning each new task."""
+    r = _protect_only(digits_stream)
+    diag = [r.accuracy_matrix[i][i] for i in range(len(r.accuracy_matrix))]
+    assert min(diag) >= 0.8, diag          # old default: [1.0, 1.0, 0.99, 1.0, 0.49]
+    acts = [e["method"]["sae_reg_mean_activation"] for e in r.per_experience]
+    assert max(acts[1:]) <= acts[0], acts
+
+
+def test_one_sided_protect_is_the_ratchet(digits_stream: Stream) -> None:
+    """Control for the test above: the same run with the old default (rho=one-sided, gate=all)
+    climbs after experience 1 and ends above where it started, and the last task is barely
+    learnt: the run is flagged collapsed. (One-sided with gate=fired climbs too, but whether
+    experience 4 collapses depends on the machine's float rounding: 0.51 on one, 0.92 on
+    another, so it is not the control.)"""
+    r = _protect_only(digits_stream, "sae-reg.rho=one-sided", "sae-reg.gate=all")
+    acts = [e["method"]["sae_reg_mean_activation"] for e in r.per_experience]
+    assert all(a < b for a, b in zip(acts[1:], acts[2:])), acts
+    assert acts[-1] > acts[0], acts
+    assert r.accuracy_matrix[-1][-1] < 0.7
+    assert "collapsed:exp4" in r.flags
+
+
+# ----------------------------------------------------------------------- defect 2: compactness
+
+def test_mask_is_compact_when_few_latents_fire(digits_stream: Stream) -> None:
+    """k = 4 of 2 x 400 latents fire per sample. Importance on the sparse code keeps a small
+    mask of latents that fired (92 of 800 here); the old rule (ReLU of the pre-TopK values on
+    every sample, ``gate="all"``) keeps several times as many (316), some of which never fire
+    on the task."""
+    from dataclasses import replace as dc_replace
+
+    from clbench.sae.capture import capture
+
+    torch.manual_seed(0)
+    s = digits_stream
+    model = create_model("mlp", s.input_shape, s.n_classes)
+    plugin = _plugin(k=4)
+    strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+                     criterion=nn.CrossEntropyLoss(), train_mb_size=32, train_epochs=1,
+                     plugins=[plugin], evaluator=_quiet(), device="cpu")
+    exp = Bridge(s).benchmark().train_stream[0]
+    strategy.train(exp)
+    m = plugin.sae.n_latents
+    fraction = len(plugin.mask_idx) / m
+    assert 0 < fraction <= 0.15
+    rec = plugin.experience_record()
+    assert rec["sae_reg_n_latents"] == m and rec["sae_reg_mask_size"] == len(plugin.mask_idx)
+    assert rec["sae_reg_mask_new"] == len(plugin.mask_idx)
+    assert rec["sae_reg_mask_fraction"] == pytest.approx(fraction)
+    x = s.x_train[s.train_idx[0]]
+    fired_any = plugin.features.fired(capture(model, "fc1", x)).any(dim=0)
+    assert fired_any[plugin.mask_idx].all()                    # only latents that fired
+    strategy.experience = exp                                  # the old rule on the same rows
+    old = SAERegPlugin("fc1", dc_replace(plugin.config, gate="all"), seed=0, sae_model=plugin.sae)
+    idx_all, _ = old.build_mask(strategy)
+    assert len(idx_all) / m >= 2.5 * fraction
+    assert not fired_any[idx_all].all()                        # it masks silent latents
+
+
+# ----------------------------------------------------------------------- defect 3: FVU
+
+def test_every_experience_records_the_mask_activation_and_fvu(digits_stream: Stream) -> None:
+    """The SAE is fitted on experience 0; split-digits' later experiences hold other classes,
+    whose activations it does not represent: each such experience is warned about, by name."""
+    with pytest.warns(UserWarning, match=r"sae-reg: experience [1-4]: the dictionary's FVU on "
+                                         r"this experience's layer-fc1 activations is [0-9.]+ > "
+                                         r"0.5: it does not represent this data") as caught:
+        r = run(resolve_config("split-digits", "sae-reg", "mlp", 0, FAST), stream=digits_stream)
+    assert r.status == "ok", r.error
+    keys = {"sae_reg_mask_size", "sae_reg_mask_new", "sae_reg_mask_fraction",
+            "sae_reg_n_latents", "sae_reg_mean_activation", "sae_reg_fvu"}
+    recs = [e["method"] for e in r.per_experience]
+    assert all(keys <= set(rec) for rec in recs)
+    fvu = [rec["sae_reg_fvu"] for rec in recs]
+    assert fvu[0] < 0.5                                     # its own data
+    shifted = [e for e, v in enumerate(fvu) if v > 0.5]
+    assert shifted and 0 not in shifted
+    named = {int(re.search(r"experience (\d+):", str(w.message)).group(1))
+             for w in caught if "sae-reg: experience" in str(w.message)}
+    assert named == set(shifted)
+    sizes = [rec["sae_reg_mask_size"] for rec in recs]
+    assert sizes == sorted(sizes) and sizes[-1] <= recs[-1]["sae_reg_n_latents"]
+
+
+def test_no_fvu_warning_when_the_dictionary_represents_the_data(digits_stream: Stream) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = run(resolve_config("split-digits", "sae-reg", "mlp", 0,
+                               FAST + ["sae-reg.dictionary=neurons"]), stream=digits_stream)
+    assert r.status == "ok", r.error
+    assert all(e["method"]["sae_reg_fvu"] < 1e-6 for e in r.per_experience)
+    assert not [w for w in caught if "sae-reg: experience" in str(w.message)]
+
+
+# ----------------------------------------------------------------------- dictionary controls
+
+@pytest.mark.parametrize("dictionary", ["random", "neurons"])
+def test_dictionary_controls_run_through_clbench(digits_stream: Stream, dictionary: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # the random dictionary's FVU warning
+        r = run(resolve_config("split-digits", "sae-reg", "mlp", 0,
+                               FAST + [f"sae-reg.dictionary={dictionary}"]), stream=digits_stream)
+    assert r.status == "ok", r.error
+    d = 400                                    # the MLP's default fc1 width
+    assert r.per_experience[0]["method"]["sae_reg_n_latents"] == (2 * d if dictionary == "random"
+                                                                  else d)
+
+
+def test_random_dictionary_is_a_seeded_unit_norm_topk_of_the_same_shape() -> None:
+    from clbench.strategies.sae_reg import random_dictionary
+
+    acts = torch.rand(50, 12)
+    a, b = random_dictionary(acts, 24, 5, seed=3), random_dictionary(acts, 24, 5, seed=3)
+    assert (a.n_latents, a.d_in, a.k) == (24, 12, 5)
+    torch.testing.assert_close(a.W_dec.norm(dim=1), torch.ones(24))
+    torch.testing.assert_close(a.W_enc, a.W_dec)
+    torch.testing.assert_close(a.W_dec, b.W_dec)
+    assert not random_dictionary(acts, 24, 5, seed=4).W_dec.equal(a.W_dec)
+    assert ((a.encode(acts) > 0).sum(dim=1) <= 5).all()
+
+
+@pytest.mark.parametrize("rho", ["two-sided", "one-sided"])
+def test_neuron_basis_protect_is_the_direct_computation(digits_stream: Stream, rho: str) -> None:
+    """With f = h and W_dec = I, protect = sum_j w_j mean_n rho(h*_nj - h_nj) over the masked
+    neurons, h* from the weights at attach time; the ablate guide zeroes the masked neurons."""
+    import copy
+
+    from clbench.sae.capture import capture
+
+    torch.manual_seed(0)
+    s = digits_stream
+    model = create_model("mlp", s.input_shape, s.n_classes, hidden=(32,)).eval()
+    plugin = SAERegPlugin("fc1", SAERegConfig(lam=1.0, guide_lam=0.0, rho=rho), seed=0,
+                          sae_model=NeuronBasis(32))
+    idx, w = torch.tensor([1, 5, 7, 30]), torch.tensor([0.4, 0.1, 0.3, 0.2])
+    plugin.mask_idx, plugin.mask_w = idx, w
+    plugin.features.attach(model)
+    star = copy.deepcopy(model)
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.add_(0.1 * torch.randn_like(prm))
+    rows = s.train_idx[1][:64]
+    x, y = s.x_train[rows], s.y_train[rows]
+    ns = SimpleNamespace(model=model, mb_x=x, mb_y=y, loss=nn.functional.cross_entropy(model(x), y),
+                         mb_task_id=torch.zeros(len(y), dtype=torch.long), device="cpu")
+    pen = plugin.penalty(ns)
+    u = capture(star, "fc1", x)[:, idx] - capture(model, "fc1", x)[:, idx]
+    u = u if rho == "two-sided" else u.clamp_min(0)
+    assert pen.item() == pytest.approx((w * u.pow(2).mean(dim=0)).sum().item(), rel=1e-6)
+    # the guide: the head reads fc1 with the masked neurons set to 0
+    plugin.config = SAERegConfig(lam=0.0, guide="ablate", guide_lam=1.0)
+    plugin._dev_mask = None
+    guide = plugin.penalty(ns)
+    keep = torch.ones(32)
+    keep[idx] = 0
+    handle = model.body.fc1.register_forward_hook(lambda _m, _i, out: out * keep)
+    try:
+        direct = nn.functional.cross_entropy(model(x), y)
+    finally:
+        handle.remove()
+    plugin.features.detach()
+    assert guide.item() == pytest.approx(direct.item(), rel=1e-6)
+
+
+def test_new_settings_are_validated() -> None:
+    with pytest.raises(ClbenchError,
+                       match=re.escape("sae-reg.gate=some: choose one of fired, all")):
+        SAERegConfig(gate="some")
+    with pytest.raises(ClbenchError, match=re.escape("choose one of sae, random, neurons")):
+        SAERegConfig(dictionary="pca")
+    with pytest.raises(ClbenchError, match=re.escape("sae-reg.tol=-1.0: must be >= 0")):
+        SAERegConfig(tol=-1.0)
+    with pytest.raises(ClbenchError, match="used only with dictionary=sae"):
+        SAERegConfig(sae_path="x.sae", dictionary="neurons")
