@@ -1,12 +1,15 @@
 """Seeded random search of method hyperparameters on a validation split, equal budget per method.
 
-    python ci/tune.py --stream perm-fmnist --methods sae-reg,ewc,lwf --trials 16 --workers 2 \\
-        --out leaderboard/tuning/perm-fmnist.jsonl
-    python ci/tune.py --report leaderboard/tuning/*.jsonl --out-md leaderboard/tuning.md
+    python ci/tune.py --stream perm-fmnist --methods ewc,ewc-online,si,lwf,sae-ception,sae-reg \\
+        --per-dim 2 --workers 2 --out leaderboard/tuning/perm-fmnist-v2.jsonl
+    python ci/tune.py --report leaderboard/tuning/perm-fmnist-v2.jsonl --out-md leaderboard/tuning.md
 
-Every method gets the same number of trials (``--trials``); trial 0 is the method's registered
-default, trials 1.. are drawn from :data:`SPACES` with ``numpy.random.default_rng(seed)`` (one
-generator per method, so adding a method never changes another's draws). Each trial is one run
+Every method gets the same budget per searched dimension: with ``--per-dim N``, a method whose
+space (:data:`SPACES`) has ``D`` parameters gets ``1 + N * D`` trials, so a method with six knobs
+is not tuned on the budget of a method with one (``--trials T`` instead gives every method ``T``
+trials, whatever its dimension). Trial 0 is the method's registered default (its family default
+where one is set), trials 1.. are drawn from :data:`SPACES` with ``numpy.random.default_rng(seed)``
+(one generator per method, so adding a method never changes another's draws). Each trial is one run
 of the method on the stream with ``--set validation=0.2``: a seeded fifth of every experience's
 training rows is held out and used for evaluation, the rest is trained on, and the test set is
 never read (:func:`clbench.streams.holdout`). The objective is the final average accuracy on that
@@ -57,9 +60,10 @@ def choice(*values: Any) -> Sampler:
 
 #: the search space of each method (parameter -> sampler); keys are ``<method>.<param>`` overrides
 SPACES: dict[str, dict[str, Sampler]] = {
-    "sae-reg": {"lam": log_uniform(0.1, 1000.0), "guide": choice("ablate", "recruit"),
-                "guide_lam": log_uniform(0.01, 3.0), "rho": choice("one-sided", "two-sided"),
-                "q": uniform(0.3, 0.99), "importance": choice("fisher", "attribution")},
+    # rho is fixed two-sided (one-sided ratchets: strategies/sae_reg.py), gate "fired", and the
+    # guide and importance forms stay at their defaults: the continuous weights are searched
+    "sae-reg": {"lam": log_uniform(0.1, 1000.0), "guide_lam": log_uniform(0.01, 3.0),
+                "q": uniform(0.3, 0.99)},
     "ewc": {"ewc_lambda": log_uniform(1.0, 1e5)},
     "ewc-online": {"ewc_lambda": log_uniform(1.0, 1e5), "decay_factor": uniform(0.5, 1.0)},
     "lwf": {"alpha": log_uniform(0.1, 30.0), "temperature": uniform(1.0, 4.0)},
@@ -77,6 +81,14 @@ def draw(method: str, trials: int, seed: int) -> list[dict[str, Any]]:
     for _ in range(trials - 1):
         out.append({k: s(rng) for k, s in SPACES[method].items()})
     return out
+
+
+def budget(method: str, trials: int, per_dim: int | None) -> int:
+    """Trials for ``method``: ``1 + per_dim * D`` (``D`` = its searched parameters) when
+    ``per_dim`` is given, else ``trials``."""
+    if method not in SPACES:
+        raise SystemExit(f"tune.py: error: no search space for {method!r}; known: {', '.join(SPACES)}")
+    return trials if per_dim is None else 1 + per_dim * len(SPACES[method])
 
 
 def _one(stream: str, method: str, trial: int, params: dict[str, Any], seed: int,
@@ -109,12 +121,14 @@ def search(a: argparse.Namespace) -> None:
                 d = json.loads(line)
                 done.add((d["stream"], d["method"], d["trial"], d["seed"]))
     jobs = [(a.stream, m, i, p, a.seed) for m in a.methods.split(",")
-            for i, p in enumerate(draw(m, a.trials, a.seed))
+            for i, p in enumerate(draw(m, budget(m, a.trials, a.per_dim), a.seed))
             if (a.stream, m, i, a.seed) not in done]
     # trial-major order: stopped at any point, every method has had the same budget (within 1)
     jobs.sort(key=lambda j: j[2])
     print(f"{len(jobs)} trials to run ({len(done)} done) on {a.workers} workers", flush=True)
-    with ProcessPoolExecutor(a.workers) as pool, out.open("a") as f:
+    # a fresh process per trial: a perm-fmnist trial holds several GB, and a long-lived worker
+    # keeps what the allocator does not give back (two such workers were OOM-killed)
+    with ProcessPoolExecutor(a.workers, max_tasks_per_child=1) as pool, out.open("a") as f:
         futs = [pool.submit(_one, *j, a.set, a.data_root) for j in jobs]
         for k, fut in enumerate(as_completed(futs), 1):
             d = fut.result()
@@ -127,8 +141,9 @@ def search(a: argparse.Namespace) -> None:
 def report(files: list[str], out_md: str | None) -> str:
     rows = [json.loads(line) for fn in files for line in Path(fn).read_text().splitlines()
             if line.strip()]
-    lines = ["| stream | method | trials | default (val acc %) | best (val acc %) | best setting |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| stream | method | searched | trials | trials per searched parameter | "
+             "default (val acc %) | best (val acc %) | best setting |",
+             "|---|---|---|---|---|---|---|---|"]
     for stream in sorted({r["stream"] for r in rows}):
         for method in sorted({r["method"] for r in rows if r["stream"] == stream}):
             rs = [r for r in rows if r["stream"] == stream and r["method"] == method]
@@ -141,15 +156,18 @@ def report(files: list[str], out_md: str | None) -> str:
                                 if k in SPACES.get(method, {})) if best else "-"
             b_acc = f"{100 * best['val_final_accuracy']:.2f} (trial {best['trial']})" if best else "-"
             fails = len(rs) - len(ok)
-            lines.append(f"| {stream} | {method} | {len(rs)}" + (f" ({fails} failed)" if fails else "")
+            dims = len(SPACES.get(method, {})) or 1
+            lines.append(f"| {stream} | {method} | {dims} | {len(rs)}"
+                         + (f" ({fails} failed)" if fails else "")
+                         + f" | {(len(rs) - 1) / dims:.1f} + default"
                          + f" | {d_acc} | {b_acc} | {setting} |")
     methods = sorted({r["method"] for r in rows})
     head = ["# Hyperparameter search on validation splits", "",
             f"Made by `python ci/tune.py --report {' '.join(files)}"
             + (f" --out-md {out_md}`" if out_md else "`") + " from the trials in those files "
             "(one JSON line per trial: its settings, validation accuracy and time). Trial 0 is "
-            "the registered default, the others seeded random draws; every method had the same "
-            "number of trials. Validation accuracy = final average accuracy on a seeded 20% of "
+            "the registered default, the others seeded random draws; trials per searched "
+            "parameter are in the table. Validation accuracy = final average accuracy on a seeded 20% of "
             "each experience's training rows, held out of training; the test set is not read.", "",
             "Search spaces:", ""]
     for m in methods:
@@ -166,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stream")
     ap.add_argument("--methods", default="sae-reg,ewc,lwf")
-    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--trials", type=int, default=16, help="trials per method")
+    ap.add_argument("--per-dim", type=int, default=None,
+                    help="instead of --trials: 1 + N x (searched parameters) trials per method")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--set", action="append", default=[], help="extra override for every trial")

@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--lr", type=float, default=1e-3, help="crosscoder Adam learning rate")
     z.add_argument("--seed", type=int, default=0, help="seed of the probe and the crosscoder")
     z.add_argument("--top", type=int, default=8, help="features shown in the report (default 8)")
+    z.add_argument("--heldout", type=float, default=0.2,
+                   help="fraction of probe rows held out of the crosscoder's fit (default 0.2)")
+    z.add_argument("--null", action="store_true",
+                   help="null model: the first checkpoint repeated (into <result>.analysis_null/)")
     z.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     z.add_argument("--out", default=None, help="output folder (default <result>.analysis/)")
     z.add_argument("--data-root", default=None, help="dataset folder, if not the run's")
@@ -224,6 +228,8 @@ def cmd_ls(what: str) -> int:
         for n in suite_names():
             s = load_suite(n)
             print(f"{n:<14} {s.description} (~{s.expected_minutes} min)")
+            for x in s.exclude:
+                print(f"{'':<14}   without {x.strategy} on {x.stream}: {x.reason}")
         return 0
     reg = {"streams": STREAMS, "strategies": STRATEGIES, "models": MODELS}[what]
     for e in reg:
@@ -259,8 +265,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         suite = load_suite(a.suite or "quick")
         seeds = _seeds(a.seeds) if a.seeds else suite.seeds
         models = _csv(a.model) if a.model else suite.models
-        cells = [Cell(st, m, a, s) for st in suite.streams for s in seeds
-                 for m in models for a in suite.strategies]  # stream-major: one build per seed
+        cells = suite.cells(seeds, models)   # stream-major: one build per seed
         overrides = [*suite.overrides, *a.overrides]
     if a.keep_checkpoints:
         overrides = [*overrides, "keep_checkpoints=true"]
@@ -280,14 +285,17 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_analyze(a: argparse.Namespace) -> int:
     # lazy: see the module docstring
     from clbench.analyze import AnalyzeSettings, CrosscoderSettings, analyze
+    from clbench.analyze.report import flags_text
 
     settings = AnalyzeSettings(
         layers=_csv(a.layers) if a.layers else None, probe_size=a.probe_size, top=a.top,
         device=a.device, crosscoder=CrosscoderSettings(expansion=a.expansion, k=a.k,
-                                                       steps=a.steps, lr=a.lr, seed=a.seed))
+                                                       steps=a.steps, lr=a.lr, seed=a.seed),
+        heldout=a.heldout, null=a.null)
     block = analyze(a.run, settings, out=a.out, data_root=a.data_root, progress=not a.quiet)
     for name, value in block["summary"].items():
         print(f"{name:<36} {'-' if value is None else f'{value:.4f}'}")
+    print(f"{'run flags':<36} {flags_text(block['flags'])}" + ("  (null model)" if a.null else ""))
     print(f"report: {Path(a.run).parent / block['report']}")
     return 0
 

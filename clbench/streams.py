@@ -7,10 +7,12 @@
 
 A stream holds one *store* of training rows and one of test rows; experience ``e`` is a
 contiguous range of rows in each store (so reading an experience is a zero-copy slice). Split
-streams (class-incremental) regroup the dataset's rows by experience; permuted streams
-(domain-incremental) store one permuted copy per experience. The class order
-(split) or the permutations (permuted) are drawn from ``numpy.random.default_rng(seed)``, so a
-seed fixes them. ``version`` changes whenever the construction changes; ``fingerprint`` hashes
+streams (class-incremental, or task-incremental with ``task_incremental``) regroup the dataset's
+rows by experience; permuted and rotated streams (domain-incremental) store one transformed copy
+per experience. The class order (split), the permutations (permuted) or the angles (rotated) are
+drawn from ``numpy.random.default_rng(seed)``, so a seed fixes them. A stream registered with
+``task_incremental=True`` (``split-fmnist-til``) is always task-incremental: one head per
+experience, task labels given at test time. ``version`` changes whenever the construction changes; ``fingerprint`` hashes
 the raw data read plus the construction, so results from different data never mix.
 """
 from __future__ import annotations
@@ -106,12 +108,14 @@ class StreamSpec:
     """How a registered stream is made: which dataset, how it is split, and its version."""
 
     dataset: str
-    kind: Literal["split", "permuted"]
+    kind: Literal["split", "permuted", "rotated"]
     n_experiences: int
     version: str
     family: str
     #: a custom stream's own builder ``f(seed, data_root, task_incremental) -> Stream``
     builder: Callable[..., Stream] | None = None
+    #: always task-incremental (a split stream with task labels and one head per experience)
+    task_incremental: bool = False
 
 
 StreamBuilder = Callable[..., Stream]
@@ -131,6 +135,10 @@ _add("split-fmnist", StreamSpec("fashion-mnist", "split", 5, "1.0", "mnist"),
      "Fashion-MNIST, 5 experiences x 2 classes (class-incremental)")
 _add("perm-fmnist", StreamSpec("fashion-mnist", "permuted", 10, "1.0", "mnist"),
      "Fashion-MNIST under 10 fixed pixel permutations (domain-incremental)")
+_add("split-fmnist-til", StreamSpec("fashion-mnist", "split", 5, "1.0", "mnist", task_incremental=True),
+     "Fashion-MNIST, 5 experiences x 2 classes, task-incremental (task labels, one head each)")
+_add("rot-fmnist", StreamSpec("fashion-mnist", "rotated", 5, "1.0", "mnist"),
+     "Fashion-MNIST under 5 seeded rotations in [0, 180) degrees (domain-incremental)")
 _add("split-mnist", StreamSpec("mnist", "split", 5, "1.0", "mnist"),
      "MNIST, 5 experiences x 2 classes; reads a local copy")
 _add("perm-mnist", StreamSpec("mnist", "permuted", 10, "1.0", "mnist"),
@@ -156,14 +164,18 @@ def register_stream(name: str, *, description: str, version: str, family: str = 
 
 def build_stream(name: str, seed: int = 0, data_root: Path | str | None = None,
                  task_incremental: bool = False, download: bool = False) -> Stream:
-    """Load the dataset behind ``name`` and cut it into experiences for ``seed``."""
+    """Load the dataset behind ``name`` and cut it into experiences for ``seed`` (a stream
+    registered task-incremental is so whatever ``task_incremental`` says)."""
     entry = STREAMS.get(name)
     spec = entry.obj
+    task_incremental = task_incremental or spec.task_incremental
     if spec.builder is not None:
         return spec.builder(seed=seed, data_root=data_root, task_incremental=task_incremental)
     raw = load_dataset(spec.dataset, data_root=data_root, download=download)
     if spec.kind == "split":
         return split_stream(name, spec, raw, seed, task_incremental)
+    if spec.kind == "rotated":
+        return rotated_stream(name, spec, raw, seed)
     return permuted_stream(name, spec, raw, seed)
 
 
@@ -222,5 +234,56 @@ def permuted_stream(name: str, spec: StreamSpec, raw: RawData, seed: int) -> Str
         classes_per_exp=[classes] * spec.n_experiences, n_classes=raw.n_classes,
         fingerprint=sha256_of(raw.fingerprint.encode(),
                               repr(spec).encode(), *(p.numpy().tobytes() for p in perms)),
+        seed=seed,
+    )
+
+
+def rotation_angles(seed: int, n: int) -> list[float]:
+    """``n`` angles in degrees, uniform in [0, 180), from ``default_rng(seed)`` (rounded to
+    0.01 degree so they print as they are used): the Rotated-MNIST protocol of Lopez-Paz &
+    Ranzato, "Gradient Episodic Memory for Continual Learning" (NeurIPS 2017), a fixed angle
+    in [0, 180) per task."""
+    return [round(float(a), 2) for a in np.random.default_rng(seed).uniform(0.0, 180.0, n)]
+
+
+def rotate_images(x: torch.Tensor, degrees: float, fill: float, batch: int = 8192) -> torch.Tensor:
+    """``x [N, C, H, W]`` rotated counter-clockwise by ``degrees`` about the image centre,
+    bilinear, with ``fill`` where the rotated image has no source pixel (the background
+    value of normalised images, not 0). A pixel at output position ``p`` (centred, in
+    normalised coordinates) reads the input at ``R(-theta) p``."""
+    theta = torch.tensor(np.deg2rad(degrees), dtype=torch.float64)
+    c, s_ = float(torch.cos(theta)), float(torch.sin(theta))
+    mat = torch.tensor([[c, -s_, 0.0], [s_, c, 0.0]], dtype=x.dtype)
+    out = torch.empty_like(x)
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch] - fill
+        grid = torch.nn.functional.affine_grid(mat.expand(len(xb), 2, 3), list(xb.shape),
+                                               align_corners=False)
+        out[i:i + batch] = torch.nn.functional.grid_sample(
+            xb, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+    return out
+
+
+def rotated_stream(name: str, spec: StreamSpec, raw: RawData, seed: int) -> Stream:
+    """Domain-incremental stream: experience ``e`` sees every image rotated by angle ``a_e``
+    (:func:`rotation_angles`; all classes in every experience). The fill value is the
+    dataset's minimum (its normalised black)."""
+    if len(raw.input_shape) != 3:
+        raise ValueError(f"stream {name!r} rotates images [C, H, W]; {raw.name} has input "
+                         f"shape {raw.input_shape}")
+    angles = rotation_angles(seed, spec.n_experiences)
+    fill = float(raw.x_train.min())
+    n_tr, n_te = len(raw.y_train), len(raw.y_test)
+    classes = list(range(raw.n_classes))
+    return Stream(
+        name=name, version=spec.version, scenario="domain-il",
+        x_train=torch.cat([rotate_images(raw.x_train, a, fill) for a in angles]),
+        y_train=raw.y_train.repeat(spec.n_experiences),
+        x_test=torch.cat([rotate_images(raw.x_test, a, fill) for a in angles]),
+        y_test=raw.y_test.repeat(spec.n_experiences),
+        train_idx=[torch.arange(e * n_tr, (e + 1) * n_tr) for e in range(spec.n_experiences)],
+        test_idx=[torch.arange(e * n_te, (e + 1) * n_te) for e in range(spec.n_experiences)],
+        classes_per_exp=[classes] * spec.n_experiences, n_classes=raw.n_classes,
+        fingerprint=sha256_of(raw.fingerprint.encode(), repr((spec, angles, fill)).encode()),
         seed=seed,
     )

@@ -104,6 +104,8 @@ from clbench.strategy_api import BuildContext, cli_defaults, from_params, regist
 
 Aux = Literal["cosine", "mse"]
 AUX_KINDS = get_args(Aux)
+Sharpen = Literal["top", "random"]
+SHARPEN_KINDS = get_args(Sharpen)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,10 @@ class SAECeptionConfig:
     """SAE-ception's settings (module docstring); each field is the command-line parameter
     ``sae-ception.<field>``, beside ``sae-ception.layer``.
 
-    ``lam``: weight of the aux term; ``aux``: its form; ``top_n``: ``|S_k|``; ``sae``,
+    ``lam``: weight of the aux term; ``aux``: its form; ``top_n``: ``|S_k|``; ``sharpen``:
+    ``top`` (the paper's sharpening: each class's ``top_n`` strongest latents) or ``random``
+    (the control: ``top_n`` latents per class drawn at random, seeded, so the pull toward an SAE
+    reconstruction through ``top_n`` latents stays and only the choice of latents goes); ``sae``,
     ``expansion``, ``k``, ``sae_steps``: the SAE fitted each cycle; ``cycles``: cycles per
     experience, run after its ordinary epochs (0: none, the method is naive);
     ``cycle_epochs``: epochs of ``task + lam * aux`` per cycle; ``max_samples``: rows read per
@@ -121,6 +126,7 @@ class SAECeptionConfig:
     lam: float = 0.1
     aux: Aux = "cosine"
     top_n: int = 25
+    sharpen: Sharpen = "top"
     sae: str = "topk"
     expansion: int = 4
     k: int = 32
@@ -134,6 +140,9 @@ class SAECeptionConfig:
             raise ClbenchError(f"sae-ception.aux={self.aux}: choose one of {', '.join(AUX_KINDS)}")
         if self.sae not in SAE_KINDS:
             raise ClbenchError(f"sae-ception.sae={self.sae}: choose one of {', '.join(SAE_KINDS)}")
+        if self.sharpen not in SHARPEN_KINDS:
+            raise ClbenchError(f"sae-ception.sharpen={self.sharpen}: choose one of "
+                               f"{', '.join(SHARPEN_KINDS)}")
         for key in ("top_n", "expansion", "k", "sae_steps", "cycle_epochs", "max_samples"):
             if getattr(self, key) < 1:
                 raise ClbenchError(f"sae-ception.{key}={getattr(self, key)}: must be at least 1")
@@ -148,14 +157,21 @@ class SAECeptionConfig:
         return self.cycles * self.cycle_epochs
 
 
-def class_feature_masks(codes: Tensor, y: Tensor, top_n: int, n_classes: int) -> tuple[Tensor, Tensor]:
+def class_feature_masks(codes: Tensor, y: Tensor, top_n: int, n_classes: int,
+                        sharpen: str = "top", seed: int = 0) -> tuple[Tensor, Tensor]:
     """``S_k`` as masks: bool ``[n_classes, m]`` (row ``k``: the ``top_n`` latents with the largest
-    mean code over rows of class ``k``) and bool ``[n_classes]`` (class ``k`` has rows)."""
+    mean code over rows of class ``k``; with ``sharpen="random"``, ``top_n`` latents drawn
+    uniformly without replacement from a generator seeded by ``seed`` and ``k``) and bool
+    ``[n_classes]`` (class ``k`` has rows)."""
     m = codes.shape[1]
     masks = torch.zeros(n_classes, m, dtype=torch.bool)
     has = torch.zeros(n_classes, dtype=torch.bool)
     for c in y.unique().tolist():
-        top = codes[y == c].mean(dim=0).topk(min(top_n, m)).indices
+        if sharpen == "random":
+            g = torch.Generator().manual_seed(seed * 1000 + c)
+            top = torch.randperm(m, generator=g)[:min(top_n, m)]
+        else:
+            top = codes[y == c].mean(dim=0).topk(min(top_n, m)).indices
         masks[c, top.cpu()] = True
         has[c] = True
     return masks.to(codes.device), has.to(codes.device)
@@ -247,7 +263,8 @@ class SAECeptionPlugin(SupervisedPlugin):
         with torch.no_grad():
             codes = fitted.sae.encode(fitted.acts)
         n_classes = int(y.max()) + 1 if len(y) else 0
-        masks, has = class_feature_masks(codes, y.to(codes.device), c.top_n, n_classes)
+        masks, has = class_feature_masks(codes, y.to(codes.device), c.top_n, n_classes,
+                                         c.sharpen, seed)
         fvu = sae_quality(fitted.sae, fitted.acts)["fvu"]
         device = next(model.parameters()).device   # the SAE ran where x lives; train where the model is
         self.sae, self.masks, self.has = fitted.sae.to(device), masks.to(device), has.to(device)

@@ -254,3 +254,83 @@ def test_a_validation_run_never_reads_the_test_set(digits_stream: Stream) -> Non
     test = run(resolve_config("split-digits", "naive", "mlp", 0, ["epochs=1", "mono.when=off"]),
                stream=poisoned)
     assert test.accuracy_matrix != r.accuracy_matrix
+
+
+# --- rotated and fixed task-incremental streams (cpu-v2) ---------------------------------------
+
+def test_rotation_by_90_degrees_is_a_quarter_turn_and_0_is_identity() -> None:
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(streams_mod.rotate_images(x, 90.0, 0.0),
+                               torch.rot90(x, 1, dims=(2, 3)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(streams_mod.rotate_images(x, 0.0, 0.5), x, atol=1e-5, rtol=0)
+    # the corners of a 45-degree turn have no source pixel: they get the fill value
+    r = streams_mod.rotate_images(torch.zeros(1, 1, 28, 28) + 3.0, 45.0, -0.8)
+    assert r[0, 0, 0, 0].item() == pytest.approx(-0.8) and r[0, 0, 14, 14].item() == pytest.approx(3.0)
+
+
+def test_rotation_angles_are_seeded_and_in_range() -> None:
+    a = streams_mod.rotation_angles(0, 5)
+    assert a == streams_mod.rotation_angles(0, 5) != streams_mod.rotation_angles(1, 5)
+    assert len(a) == 5 and all(0 <= v < 180 for v in a)
+
+
+@pytest.fixture(scope="module")
+def rot_builder(fmnist: RawData) -> Any:
+    """``build_stream("rot-fmnist", seed)`` on the first rows of the real Fashion-MNIST data."""
+    sub = _subset(fmnist)
+
+    def build(seed: int) -> Stream:
+        mp = pytest.MonkeyPatch()
+        mp.setattr(streams_mod, "load_dataset", lambda name, **kw: sub)
+        try:
+            return build_stream("rot-fmnist", seed=seed)
+        finally:
+            mp.undo()
+
+    return build
+
+
+@needs_fmnist
+def test_rot_fmnist_rotates_every_experience_by_its_seeded_angle(fmnist: RawData,
+                                                                 rot_builder: Any) -> None:
+    s, sub = rot_builder(0), _subset(fmnist)
+    angles = streams_mod.rotation_angles(0, 5)
+    assert s.scenario == "domain-il" and s.n_experiences == 5 and s.task_labels == [0] * 5
+    assert s.classes_per_exp == [list(range(10))] * 5
+    fill = float(sub.x_train.min())
+    for e, a in enumerate(angles):
+        assert torch.equal(s.y_train[s.train_idx[e]], sub.y_train)
+        torch.testing.assert_close(s.x_train[s.train_idx[e]], streams_mod.rotate_images(sub.x_train, a, fill))
+        torch.testing.assert_close(s.x_test[s.test_idx[e]], streams_mod.rotate_images(sub.x_test, a, fill))
+        # a turn keeps the image's ink roughly: the mean pixel moves little
+        assert abs(float(s.x_train[s.train_idx[e]].mean() - sub.x_train.mean())) < 0.15
+    other = rot_builder(1)
+    assert other.fingerprint != s.fingerprint and rot_builder(0).fingerprint == s.fingerprint
+
+
+def test_a_task_incremental_stream_is_so_whatever_the_flag() -> None:
+    """split-fmnist-til is registered task-incremental: its config has task_incremental set,
+    a multi-head model, and the flag cannot switch it off; methods that cannot run
+    task-incremental are refused, naming the stream."""
+    from clbench.errors import ClbenchError
+
+    assert STREAMS.get("split-fmnist-til").obj.task_incremental
+    cfg = resolve_config("split-fmnist-til", "ewc", "mlp", 0)
+    assert cfg.task_incremental
+    assert not resolve_config("split-fmnist", "ewc", "mlp", 0).task_incremental
+    with pytest.raises(ClbenchError, match="is task-incremental by definition"):
+        resolve_config("split-fmnist-til", "ewc", "mlp", 0, ["task_incremental=false"])
+    with pytest.raises(ClbenchError, match="stream 'split-fmnist-til' is task-incremental"):
+        resolve_config("split-fmnist-til", "der", "mlp", 0)
+
+
+@needs_fmnist
+def test_split_fmnist_til_has_task_labels(fmnist: RawData) -> None:
+    mp = pytest.MonkeyPatch()
+    mp.setattr(streams_mod, "load_dataset", lambda name, **kw: _subset(fmnist))
+    try:
+        s = build_stream("split-fmnist-til", seed=0)
+    finally:
+        mp.undo()
+    assert s.scenario == "task-il" and s.task_labels == [0, 1, 2, 3, 4]
+    assert s.classes_per_exp == build_stream("split-fmnist", seed=0).classes_per_exp

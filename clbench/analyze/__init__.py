@@ -2,6 +2,7 @@
 
     $ clbench run --stream split-digits --strategy naive --seeds 0 --keep-checkpoints
     $ clbench analyze results/split-digits/mlp/naive/seed0.json
+    $ clbench analyze results/split-digits/mlp/naive/seed0.json --null   # checkpoint 0 repeated
     >>> from clbench.analyze import AnalyzeSettings, analyze
     >>> analyze("results/split-digits/mlp/naive/seed0.json", AnalyzeSettings(probe_size=1000))
 

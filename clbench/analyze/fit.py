@@ -1,16 +1,21 @@
 """Stage 3 of ``clbench analyze``: one TopK crosscoder over all (layer, checkpoint) sources.
 
     >>> from clbench.analyze.fit import CrosscoderSettings, fit_crosscoder
-    >>> cc, stats = fit_crosscoder(sources, CrosscoderSettings(expansion=4, k=32, steps=1000))
+    >>> cc, stats = fit_crosscoder(sources.subset(fit), CrosscoderSettings(expansion=4, k=32),
+    ...                            heldout=sources.subset(held))
     >>> cc.decoder_norms().shape             # [n_latents, L * T]
-    >>> stats["fvu"], stats["fvu_by_source"]["fc2@exp4"]
+    >>> stats["fvu"], stats["fvu_heldout"], stats["fvu_by_source"]["fc2@exp4"]
 
 The crosscoder (:class:`~clbench.sae.crosscoder.TopKCrosscoder`, trained by
 :func:`~clbench.sae.train.train_crosscoder`) has ``expansion * max_s d_s`` latents and one code
 ``f = ReLU(TopK_k(sum_s W_enc^s (a^s - b_pre^s) + b_enc))`` shared by all sources; its loss is
 the sum of the sources' FVUs (Masip et al. 2026; Lindsey et al. 2024). It is trained on the
-probe's (normalised) activations; its FVU on them is reported so a reader can judge how much
-of each source the features explain.
+fit rows of the probe's (normalised) activations. Its FVU,
+``sum_s ||x_hat^s - x^s||^2 / sum_s ||x^s - mean(x^s)||^2`` (the mean over the rows measured),
+is reported on those rows (``fvu``, in-sample) and on the held-out probe rows it never saw
+(``fvu_heldout``), so a reader can judge how much of each source the features explain, and
+whether they explain the model or memorise the probe: a held-out FVU far above the in-sample
+one is a crosscoder fitted to its rows.
 """
 from __future__ import annotations
 
@@ -51,10 +56,13 @@ class CrosscoderSettings:
 
 
 def fit_crosscoder(sources: Sources, settings: CrosscoderSettings, device: str = "cpu",
-                   progress: bool = False) -> tuple[TopKCrosscoder, dict[str, Any]]:
+                   progress: bool = False, heldout: Sources | None = None
+                   ) -> tuple[TopKCrosscoder, dict[str, Any]]:
     """Train the crosscoder on ``sources`` (on ``device``); returns it on the CPU, in eval
     mode, with ``stats``: ``fvu``, ``fvu_by_source`` (source name -> FVU), ``l0``,
-    ``dead_fraction``, ``n_latents``, ``train_seconds``."""
+    ``dead_fraction`` (all on ``sources``), ``fvu_heldout`` and ``fvu_by_source_heldout`` (on
+    ``heldout``; None without held-out rows), ``n_fit_rows``, ``n_heldout_rows``,
+    ``n_latents``, ``train_seconds``."""
     n_latents = settings.expansion * max(sources.widths)
     if settings.k > n_latents:
         raise ClbenchError(f"--k {settings.k} exceeds the dictionary size {n_latents}; "
@@ -67,16 +75,31 @@ def fit_crosscoder(sources: Sources, settings: CrosscoderSettings, device: str =
     cc, train_stats = train_crosscoder(xs, cfg, progress=progress)
     cc = cc.cpu().eval()
     q = sae_quality(cc, [a.cpu() for a in sources.acts])
-    per_source = [q.get(f"fvu_source{s}", q["fvu"]) for s in range(len(sources.acts))]
+    held = heldout is not None and heldout.acts[0].shape[0] >= 2
+    fvu_h, by_source_h = crosscoder_fvu(cc, heldout) if held else (None, None)
     return cc, {
         "fvu": q["fvu"],
-        "fvu_by_source": {sources.name(s): v for s, v in enumerate(per_source)},
+        "fvu_by_source": _by_source(q, sources),
+        "fvu_heldout": fvu_h,
+        "fvu_by_source_heldout": by_source_h,
+        "n_fit_rows": n,
+        "n_heldout_rows": int(heldout.acts[0].shape[0]) if heldout is not None else 0,
         "l0": q["l0"],
         "dead_fraction": q["dead_fraction"],
         "n_latents": n_latents,
         "train_seconds": train_stats["train_seconds"],
         "final_loss": train_stats["final_loss"],
     }
+
+
+def _by_source(q: dict[str, float], sources: Sources) -> dict[str, float]:
+    return {sources.name(s): q.get(f"fvu_source{s}", q["fvu"]) for s in range(len(sources.acts))}
+
+
+def crosscoder_fvu(cc: TopKCrosscoder, sources: Sources) -> tuple[float, dict[str, float]]:
+    """The crosscoder's FVU on ``sources`` (any rows, e.g. held-out ones) and per source."""
+    q = sae_quality(cc, [a.cpu() for a in sources.acts])
+    return q["fvu"], _by_source(q, sources)
 
 
 @torch.no_grad()

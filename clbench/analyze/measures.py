@@ -32,7 +32,11 @@ probe, ``d_i^(l,t)`` row ``i`` of source ``(l, t)``'s decoder block.
 
 Summary metrics average over the *forgettable* features: alive (fires on some probe row),
 serving an experience before the last, with capacity at ``t_i``; ``first_exp`` restricts to
-those serving experience 0. They are ``None`` when no feature qualifies.
+those serving experience 0. They are ``None`` when no feature qualifies. Beside them the
+summary carries the crosscoder's FVU on the probe rows it was fitted on
+(``ff_crosscoder_fvu``) and on the held-out probe rows (``ff_crosscoder_fvu_heldout``; None
+when none were held out), see :mod:`clbench.analyze.fit`. Codes ``f`` (so *serves*, *alive*
+and the readout classes) are taken on every probe row.
 """
 from __future__ import annotations
 
@@ -122,6 +126,7 @@ class FeatureMeasures:
     readout: Tensor | None
     n_experiences: int
     crosscoder_fvu: float = float("nan")
+    crosscoder_fvu_heldout: float = float("nan")
 
     @property
     def capacity_ckpt(self) -> Tensor:
@@ -182,7 +187,7 @@ class FeatureMeasures:
             return None if x is None or not bool(mask.any()) else float(x[mask].float().mean())
 
         rho = self.retention
-        fvu = self.crosscoder_fvu
+        fvu, fvu_h = self.crosscoder_fvu, self.crosscoder_fvu_heldout
         return {
             "ff_frac_first_exp_capacity_halved": mean(rho < HALVED, first),
             "ff_frac_capacity_halved": mean(rho < HALVED, sel),
@@ -191,6 +196,7 @@ class FeatureMeasures:
             "ff_mean_readout_drop": mean(self.readout_drop, sel),
             "ff_frac_moved_to_middle": mean(self.moved_to_middle, sel),
             "ff_crosscoder_fvu": None if fvu != fvu else float(fvu),
+            "ff_crosscoder_fvu_heldout": None if fvu_h != fvu_h else float(fvu_h),
         }
 
     def counts(self) -> dict[str, Any]:
@@ -219,10 +225,11 @@ class FeatureMeasures:
 
 @torch.no_grad()
 def feature_measures(cc: TopKCrosscoder, sources: Sources, codes: Tensor, probe: Probe,
-                     heads: Tensor | None, crosscoder_fvu: float = float("nan")) -> FeatureMeasures:
+                     heads: Tensor | None, crosscoder_fvu: float = float("nan"),
+                     crosscoder_fvu_heldout: float | None = float("nan")) -> FeatureMeasures:
     """All measures for a trained crosscoder. ``codes``: shared code ``[N, m]`` of the probe;
     ``heads``: ``[T, C, d_head]`` head weights per checkpoint, or None (no readout; also None
-    when no head-input layer was analyzed)."""
+    when no head-input layer was analyzed); the FVUs in-sample and held out (None/nan: none)."""
     L, T = sources.n_layers, sources.n_ckpts
     cap = capacity(cc, L, T)
     class_mean = group_means(codes, probe.y, probe.n_classes)
@@ -240,4 +247,6 @@ def feature_measures(cc: TopKCrosscoder, sources: Sources, codes: Tensor, probe:
         activation=codes.mean(dim=0), firing=(codes > 0).float().mean(dim=0),
         class_mean=class_mean, exp_mean=exp_mean, serves=serves,
         ref=reference_ckpt(serves, sources.after), readout=ro,
-        n_experiences=probe.n_experiences, crosscoder_fvu=crosscoder_fvu)
+        n_experiences=probe.n_experiences, crosscoder_fvu=crosscoder_fvu,
+        crosscoder_fvu_heldout=float("nan") if crosscoder_fvu_heldout is None
+        else crosscoder_fvu_heldout)

@@ -1,17 +1,35 @@
 """``clbench analyze RUN``: the stages in order, the files written, the result joined.
 
-    >>> from clbench.analyze import AnalyzeSettings, analyze
-    >>> block = analyze("results/split-digits/mlp/naive/seed0.json", AnalyzeSettings(steps=500))
-    >>> block["summary"]["ff_frac_first_exp_capacity_halved"]
+    >>> from clbench.analyze import AnalyzeSettings, CrosscoderSettings, analyze
+    >>> block = analyze("results/split-digits/mlp/naive/seed0.json",
+    ...                 AnalyzeSettings(crosscoder=CrosscoderSettings(steps=500)))
+    >>> block["summary"]["ff_frac_first_exp_capacity_halved"], block["flags"]
+    >>> null = analyze("results/split-digits/mlp/naive/seed0.json", AnalyzeSettings(null=True))
 
 Stages: :mod:`~clbench.analyze.loading` (result + checkpoints -> models) ->
 :mod:`~clbench.analyze.probe` -> :mod:`~clbench.analyze.sources` (activations per layer and
 checkpoint) -> :mod:`~clbench.analyze.fit` (the crosscoder) -> :mod:`~clbench.analyze.measures`
 -> :mod:`~clbench.analyze.report`. Written into ``out`` (default ``<result dir>/seed<k>.analysis``):
 ``feature_forgetting.json``, ``crosscoder.pt``, ``report.html`` and its PNGs. The result file
-gets a ``feature_forgetting`` block (summary, settings, counts, paths relative to the result's
-folder) and the summary metrics in ``metrics``, so ``clbench rank --metric ff_...`` ranks
-strategies on them. Every file is written atomically.
+gets a ``feature_forgetting`` block (summary, settings, counts, the run's ``flags``, paths
+relative to the result's folder) and the summary metrics in ``metrics``, so
+``clbench rank --metric ff_...`` ranks strategies on them. Every file is written atomically.
+
+**Held-out rows.** A seeded, balanced ``heldout`` fraction of the probe
+(:func:`~clbench.analyze.probe.heldout_split`) is kept out of the crosscoder's training; its
+FVU there is ``ff_crosscoder_fvu_heldout``, beside the in-sample ``ff_crosscoder_fvu``.
+
+**Null model** (``null=True``, ``clbench analyze RUN --null``). Every checkpoint is replaced by
+the first (the model after experience 0, repeated ``T`` times, the head too), so nothing
+changes between checkpoints and every true retention is 1 and every readout drop 0. What
+the measures read then (capacity halved, readout drop, persistence, ...) comes from the
+crosscoder's fit alone: the level below which a real run's number says nothing. It goes to
+``<result dir>/seed<k>.analysis_null`` and the result's ``feature_forgetting_null`` block; the
+real block and the ``ff_*`` entries of ``metrics`` are left as they are.
+
+**Flags.** The run's ``flags`` (:mod:`clbench.metrics.flags`, e.g. ``collapsed:exp4``) are
+copied into the block and shown at the top of the report: a collapsed network's capacities
+measure the collapse, not forgetting. ``None`` where the result file predates flags.
 """
 from __future__ import annotations
 
@@ -25,8 +43,8 @@ import torch
 from clbench.analyze.fit import CrosscoderSettings, fit_crosscoder, partial_pre, shared_codes
 from clbench.analyze.loading import load_run
 from clbench.analyze.measures import FeatureMeasures, feature_measures
-from clbench.analyze.probe import probe_set
-from clbench.analyze.report import write_report
+from clbench.analyze.probe import heldout_split, probe_set
+from clbench.analyze.report import flags_text, write_report
 from clbench.analyze.sources import collect_sources, head_input_layer, pick_layers
 from clbench.errors import ClbenchError
 from clbench.metrics.registry import metric
@@ -43,13 +61,24 @@ class AnalyzeSettings:
     images: int = 8
     device: str = "cpu"
     crosscoder: CrosscoderSettings = field(default_factory=CrosscoderSettings)
+    #: fraction of probe rows held out of the crosscoder's fit (its FVU is measured there)
+    heldout: float = 0.2
+    #: analyze the null model: the first checkpoint repeated (see the module docstring)
+    null: bool = False
 
     def __post_init__(self) -> None:
         for name in ("probe_size", "top", "images"):
             if getattr(self, name) < 1:
                 raise ClbenchError(f"--{name.replace('_', '-')} {getattr(self, name)}: "
                                    "must be at least 1")
+        if not 0.0 <= self.heldout < 1.0:
+            raise ClbenchError(f"--heldout {self.heldout}: must be in [0, 1)")
         check_device(self.device)
+
+    @property
+    def block(self) -> str:
+        """The result's key for this analysis: ``feature_forgetting`` or ``..._null``."""
+        return "feature_forgetting_null" if self.null else "feature_forgetting"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,10 +97,10 @@ def check_device(device: str) -> torch.device:
     return d
 
 
-def default_out(result_json: str | Path) -> Path:
-    """``<dir>/seed<k>.json`` -> ``<dir>/seed<k>.analysis``."""
+def default_out(result_json: str | Path, null: bool = False) -> Path:
+    """``<dir>/seed<k>.json`` -> ``<dir>/seed<k>.analysis`` (``.analysis_null``: null model)."""
     p = Path(result_json)
-    return p.with_name(p.stem + ".analysis")
+    return p.with_name(p.stem + (".analysis_null" if null else ".analysis"))
 
 
 def _top_rows(cc: Any, sources: Any, top: list[int], n_images: int) -> dict[int, list[list[int]]]:
@@ -103,56 +132,77 @@ def _top_detail(fm: FeatureMeasures, top: list[int]) -> list[dict[str, Any]]:
              "moved_to_middle": bool(moved[i])} for i in top]
 
 
+def _info(path: Path, block: dict[str, Any], n_probe: int) -> dict[str, Any]:
+    """The report's "Analysis" table, read off the block."""
+    cc, st = block["crosscoder"], block["settings"]
+    return {"run": str(path), "run flags": flags_text(block["flags"]),
+            "model": ("NULL MODEL: the exp0 checkpoint repeated at every checkpoint"
+                      if block["null"] else "the run's checkpoints"),
+            "layers": ", ".join(st["layers"]), "head-input layer": st["head_layer"] or "none",
+            "checkpoints": ", ".join(f"exp{a}" for a in block["checkpoints"]),
+            "probe rows": n_probe, "crosscoder fit rows": cc["n_fit_rows"],
+            "held-out rows": cc["n_heldout_rows"], "crosscoder latents": cc["n_latents"],
+            "crosscoder FVU (fit rows)": cc["fvu"],
+            "crosscoder FVU (held-out rows)": cc["fvu_heldout"], "crosscoder L0": cc["l0"],
+            **{k: v for k, v in block["counts"].items() if not isinstance(v, list)}}
+
+
 def analyze(result_json: str | Path, settings: AnalyzeSettings, out: str | Path | None = None,
             data_root: str | None = None, progress: bool = False) -> dict[str, Any]:
-    """Analyze one run; returns the ``feature_forgetting`` block joined into its result."""
+    """Analyze one run (its null model with ``settings.null``); returns the block joined into
+    its result as ``settings.block``."""
     path = Path(result_json)
     run = load_run(path, data_root)
+    models = [run.models[0]] * len(run.models) if settings.null else run.models
+    flags = run.data.get("flags")
     probe = probe_set(run.stream, settings.probe_size, settings.crosscoder.seed)
-    head = head_input_layer(run.models[-1], probe.x)
-    layers = pick_layers(run.models[-1], settings.layers, head)
-    sources = collect_sources(run.models, run.after, layers, probe.x, head, settings.device,
-                              progress=progress)
-    cc, cc_stats = fit_crosscoder(sources, settings.crosscoder, settings.device, progress)
+    fit_rows, held_rows = heldout_split(probe, settings.heldout, settings.crosscoder.seed)
+    head = head_input_layer(models[-1], probe.x)
+    layers = pick_layers(models[-1], settings.layers, head)
+    sources = collect_sources(models, run.after, layers, probe.x, head, settings.device,
+                              progress=progress, scale_rows=fit_rows)
+    cc, cc_stats = fit_crosscoder(sources.subset(fit_rows), settings.crosscoder,
+                                  settings.device, progress, heldout=sources.subset(held_rows))
     codes = shared_codes(cc, sources)
-    fm = feature_measures(cc, sources, codes, probe, _heads(run.models) if head else None,
-                          crosscoder_fvu=cc_stats["fvu"])
+    fm = feature_measures(cc, sources, codes, probe, _heads(models) if head else None,
+                          crosscoder_fvu=cc_stats["fvu"],
+                          crosscoder_fvu_heldout=cc_stats["fvu_heldout"])
     summary = fm.summary()
     top = fm.top_features(settings.top)
-    out_dir = Path(out) if out is not None else default_out(path)
+    out_dir = Path(out) if out is not None else default_out(path, settings.null)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
-    info = {"run": str(path), "layers": ", ".join(layers), "head-input layer": head or "none",
-            "checkpoints": ", ".join(f"exp{a}" for a in run.after), "probe rows": len(probe),
-            "crosscoder latents": cc_stats["n_latents"], "crosscoder FVU": cc_stats["fvu"],
-            "crosscoder L0": cc_stats["l0"], **{k: v for k, v in fm.counts().items()
-                                                 if not isinstance(v, list)}}
-    report = write_report(out_dir, fm, top, _top_rows(cc, sources, top, settings.images), probe,
-                          summary, info)
-    _save_crosscoder(cc, out_dir / "crosscoder.pt")
     block = {
         "summary": summary,
+        "flags": flags,
+        "null": settings.null,
         "settings": {**settings.to_dict(), "layers": layers, "head_layer": head},
         "counts": fm.counts(),
         "crosscoder": cc_stats,
         "capacity_by_experience": fm.capacity_by_experience(),
         "checkpoints": run.after,
         "analysis_dir": os.path.relpath(out_dir.resolve(), base),
-        "report": os.path.relpath(report.resolve(), base),
     }
+    report = write_report(out_dir, fm, top, _top_rows(cc, sources, top, settings.images), probe,
+                          summary, _info(path, block, len(probe)), flags=flags,
+                          null=settings.null)
+    block["report"] = os.path.relpath(report.resolve(), base)
+    _save_crosscoder(cc, out_dir / "crosscoder.pt")
     write_json_atomic(out_dir / "feature_forgetting.json",
                       {**block, "top_features": _top_detail(fm, top)})
-    join_into_result(path, block)
+    join_into_result(path, block, settings.block)
     return block
 
 
-def join_into_result(path: Path, block: dict[str, Any]) -> None:
-    """Add ``block`` as ``feature_forgetting`` and its summary to ``metrics``; re-validated,
-    written atomically (the file is re-read first, so other fields stay as they are now)."""
+def join_into_result(path: Path, block: dict[str, Any], key: str = "feature_forgetting") -> None:
+    """Add ``block`` as ``key``; for ``feature_forgetting`` (not the null model's block) also
+    its summary to ``metrics``. Re-validated, written atomically (the file is re-read first,
+    so other fields stay as they are now)."""
     data = load_result(path)
-    data["feature_forgetting"] = block
-    for name, value in block["summary"].items():
-        data["metrics"][name] = metric(name).entry(value)
+    data[key] = block
+    if key == "feature_forgetting":
+        for name, value in block["summary"].items():
+            data["metrics"][name] = metric(name).entry(value)
     validate(data, source=str(path))
     write_json_atomic(path, data)
 

@@ -4,14 +4,17 @@
     >>> from clbench.analyze.probe import probe_set
     >>> probe = probe_set(build_stream("split-digits", seed=0), size=500, seed=0)
     >>> probe.x.shape, probe.y.shape, probe.experience.shape     # [N, 1, 8, 8], [N], [N]
+    >>> fit, held = heldout_split(probe, fraction=0.2, seed=0)   # row indices into the probe
 
 The probe covers every experience and, inside each, every class equally: with ``G`` groups
 (``(experience, class)`` pairs; 10 for a 5 x 2 split, 100 for 10 permutations x 10 classes) it
 holds ``size // G`` test rows of each group (fewer where a group has fewer rows), drawn
 without replacement by a ``torch.Generator`` seeded with ``seed``. Rows come ordered by
 experience, then class, then row index, so the same ``(stream, size, seed)`` always gives the
-same probe. Every checkpoint of a run is measured on this one probe, and the crosscoder is
-trained on it.
+same probe. Every checkpoint of a run is measured on this one probe; the crosscoder is trained
+on its *fit* rows and its FVU is also measured on the *held-out* rows (:func:`heldout_split`:
+``round(fraction * n_g)`` rows of each group ``g``, at most ``n_g - 1``, drawn by a generator
+seeded with ``seed``), rows the crosscoder never saw.
 """
 from __future__ import annotations
 
@@ -64,3 +67,21 @@ def probe_set(stream: Stream, size: int, seed: int) -> Probe:
     return Probe(x=stream.x_test[r], y=stream.y_test[r].long(), experience=torch.cat(exps),
                  rows=r, n_experiences=stream.n_experiences, n_classes=stream.n_classes,
                  classes_per_exp=[list(map(int, cs)) for cs in stream.classes_per_exp])
+
+
+def heldout_split(probe: Probe, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Probe row indices ``(fit, held_out)``, sorted: of each ``(experience, class)`` group's
+    ``n_g`` rows, ``min(round(fraction * n_g), n_g - 1)`` are held out (seeded), so both parts
+    stay balanced and every group keeps a fit row. ``fraction = 0``: nothing is held out."""
+    if not 0.0 <= fraction < 1.0:
+        raise ClbenchError(f"--heldout {fraction}: must be in [0, 1)")
+    g = torch.Generator().manual_seed(seed)
+    key = probe.experience * probe.n_classes + probe.y
+    held = []
+    for k in torch.unique(key).tolist():
+        idx = (key == k).nonzero().flatten()
+        n_held = min(round(fraction * len(idx)), len(idx) - 1)
+        held.append(idx[torch.randperm(len(idx), generator=g)[:n_held]])
+    mask = torch.zeros(len(probe), dtype=torch.bool)
+    mask[torch.cat(held)] = True
+    return (~mask).nonzero().flatten(), mask.nonzero().flatten()

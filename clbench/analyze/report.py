@@ -13,7 +13,11 @@ Figures, each written atomically (temp file + rename) into ``out_dir``:
 * ``feature<i>_images.png``: per top feature, one row per checkpoint with the probe inputs that
   drive the feature most at that checkpoint (images, or line plots for 1-d inputs).
 
-The HTML page links only files this function wrote, by relative path.
+The page opens with the run's flags (:mod:`clbench.metrics.flags`): a run flagged
+``collapsed:exp<e>`` or ``dead:<layer>@exp<e>`` is marked in red above the summary, since its
+capacities describe a broken network, not forgetting. A null-model analysis (``--null``) says
+so in its title. The HTML page links only files this function wrote, by relative path;
+``feature<i>_images.png`` files of an earlier analysis in the same folder are removed.
 """
 from __future__ import annotations
 
@@ -140,9 +144,35 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def flags_text(flags: list[str] | None) -> str:
+    """A run's flags as text: ``"none"``, the flags, or ``"not recorded"`` (None: the result
+    file predates flags)."""
+    if flags is None:
+        return "not recorded (the result file predates them)"
+    return ", ".join(flags) if flags else "none"
+
+
+def flags_banner(flags: list[str] | None, null: bool = False) -> str:
+    """The HTML paragraphs above the summary: the null-model note and the run's flags."""
+    parts = []
+    if null:
+        parts.append("<p class='null'><b>Null model</b>: every checkpoint is the model after "
+                     "experience 0, so nothing changed between checkpoints; these numbers are "
+                     "what the crosscoder's fit alone reads.</p>")
+    if flags:
+        parts.append("<p class='flag'><b>Flagged run: " + html.escape(flags_text(flags))
+                     + "</b>. The network collapsed or a layer died (clbench.metrics.flags); "
+                     "its feature measures describe that, not forgetting.</p>")
+    else:
+        parts.append(f"<p>Run flags: {html.escape(flags_text(flags))}.</p>")
+    return "\n".join(parts)
+
+
 def write_report(out: Path, fm: FeatureMeasures, top: list[int], images: dict[int, list[list[int]]],
-                 probe: Probe, summary: dict[str, Any], info: dict[str, Any]) -> Path:
-    """Write every figure and ``out/report.html``; returns the HTML's path."""
+                 probe: Probe, summary: dict[str, Any], info: dict[str, Any],
+                 flags: list[str] | None = None, null: bool = False) -> Path:
+    """Write every figure and ``out/report.html``; returns the HTML's path. ``flags``: the
+    run's flags (None: not recorded); ``null``: a null-model analysis."""
     out.mkdir(parents=True, exist_ok=True)
     figs = [plot_capacity_by_experience(fm, out / "capacity_by_experience.png")]
     if top:
@@ -151,6 +181,8 @@ def write_report(out: Path, fm: FeatureMeasures, top: list[int], images: dict[in
             figs.append(plot_readout_curves(fm, top, out / "readout_curves.png"))
     feature_figs = {i: plot_feature_images(probe, i, images[i], fm.after,
                                            out / f"feature{i}_images.png") for i in top}
+    for old in set(out.glob("feature*_images.png")) - set(feature_figs.values()):
+        old.unlink()        # an earlier analysis's top features: not linked, not this run's
     rho, pers, moved = fm.retention, fm.persistence, fm.moved_to_middle
     drop = fm.readout_drop
     feat_rows = [[i, f"exp{int(fm.serves[i])}", float(fm.activation[i]), float(rho[i]),
@@ -162,8 +194,11 @@ def write_report(out: Path, fm: FeatureMeasures, top: list[int], images: dict[in
         "<!doctype html><html><head><meta charset='utf-8'><title>Feature-level forgetting</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
         "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:2px 6px;"
-        "font-size:13px}img{max-width:100%}</style></head><body>",
-        f"<h1>Feature-level forgetting: {html.escape(str(info.get('run', '')))}</h1>",
+        "font-size:13px}img{max-width:100%}.flag{color:#b00;border:2px solid #b00;padding:4px}"
+        ".null{border:2px solid #06c;padding:4px}</style></head><body>",
+        f"<h1>Feature-level forgetting{' (null model)' if null else ''}: "
+        f"{html.escape(str(info.get('run', '')))}</h1>",
+        flags_banner(flags, null),
         "<h2>Summary</h2>", _table(["metric", "value", "better"], metric_rows),
         "<h2>Analysis</h2>", _table(["item", "value"], info_rows),
         "<h2>Figures</h2>",

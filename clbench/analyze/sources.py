@@ -17,7 +17,9 @@ Each source is scaled to unit mean squared centered norm,
 ``a^s <- a^s / sqrt(mean_n ||a^s_n - mean(a^s)||^2)``, as Lindsey et al. (2024) normalise
 crosscoder inputs: activations grow with depth and with training, and without this a decoder
 norm would measure the layer's scale instead of where a feature lives. Directions, and so the
-readout cosines, are unchanged by the scaling.
+readout cosines, are unchanged by the scaling. The scale is computed on the crosscoder's fit
+rows (``scale_rows``) and applied to every row, so the held-out rows are scaled by a number
+they did not help make.
 
 The *head-input layer* is found by measurement: the last hook layer whose pooled output equals
 ``forward_features(x)`` on a few probe rows. It is always analyzed (readout needs it).
@@ -67,6 +69,11 @@ class Sources:
     def widths(self) -> list[int]:
         return [int(a.shape[1]) for a in self.acts]
 
+    def subset(self, rows: Tensor) -> Sources:
+        """The same sources on probe rows ``rows`` only (the scales unchanged)."""
+        return Sources(self.layers, self.after, [a[rows] for a in self.acts], self.scales,
+                       self.head_layer)
+
 
 @torch.no_grad()
 def head_input_layer(model: nn.Module, x: Tensor, rows: int = 16) -> str | None:
@@ -104,8 +111,9 @@ def pick_layers(model: nn.Module, requested: list[str] | None, head_layer: str |
     return [n for n in names if n in chosen]
 
 
-def _normalise(a: Tensor, name: str) -> tuple[Tensor, float]:
-    scale = float((a - a.mean(dim=0)).pow(2).sum(dim=1).mean().sqrt())
+def _normalise(a: Tensor, name: str, rows: Tensor | None = None) -> tuple[Tensor, float]:
+    fit = a if rows is None else a[rows]
+    scale = float((fit - fit.mean(dim=0)).pow(2).sum(dim=1).mean().sqrt())
     if not scale > 1e-12:
         raise ClbenchError(f"source {name} is constant on the probe (dead layer?); "
                            "leave that layer out of --layers")
@@ -114,9 +122,10 @@ def _normalise(a: Tensor, name: str) -> tuple[Tensor, float]:
 
 def collect_sources(models: list[nn.Module], after: list[int], layers: list[str], x: Tensor,
                     head_layer: str | None, device: str = "cpu", batch_size: int = 512,
-                    progress: bool = False) -> Sources:
+                    progress: bool = False, scale_rows: Tensor | None = None) -> Sources:
     """Capture every (layer, checkpoint) source on probe inputs ``x`` (models run on
-    ``device``, activations come back to the CPU), normalised as the module docstring says."""
+    ``device``, activations come back to the CPU), normalised as the module docstring says
+    (scales from rows ``scale_rows``; default all)."""
     raw: list[Tensor] = [x.new_zeros(0)] * (len(layers) * len(models))
     bar = tqdm(total=len(raw), desc="activations", disable=not progress)
     for t, model in enumerate(models):
@@ -126,15 +135,17 @@ def collect_sources(models: list[nn.Module], after: list[int], layers: list[str]
             bar.update()
         model.to("cpu")
     bar.close()
-    return make_sources(raw, layers, after, head_layer)
+    return make_sources(raw, layers, after, head_layer, scale_rows)
 
 
 def make_sources(raw: list[Tensor], layers: list[str], after: list[int],
-                 head_layer: str | None) -> Sources:
-    """:class:`Sources` from raw activations ``raw[l * T + t]`` (``[N, d_l]``), normalised."""
+                 head_layer: str | None, scale_rows: Tensor | None = None) -> Sources:
+    """:class:`Sources` from raw activations ``raw[l * T + t]`` (``[N, d_l]``), normalised
+    with scales computed on rows ``scale_rows`` (default all)."""
     if len(raw) != len(layers) * len(after):
         raise ValueError(f"{len(raw)} sources for {len(layers)} layers x {len(after)} checkpoints")
     T = len(after)
-    pairs = [_normalise(a, f"{layers[s // T]}@exp{after[s % T]}") for s, a in enumerate(raw)]
+    pairs = [_normalise(a, f"{layers[s // T]}@exp{after[s % T]}", scale_rows)
+             for s, a in enumerate(raw)]
     return Sources(list(layers), list(after), [a for a, _ in pairs], [c for _, c in pairs],
                    head_layer)

@@ -49,7 +49,7 @@ from clbench.results import load_result, load_results, write_json_atomic
 from clbench.run.sweep import Planned, plan, run_cells
 from clbench.strategy_api import STRATEGIES
 from clbench.streams import STREAMS
-from clbench.suites import Cell, Suite, load_suite
+from clbench.suites import Suite, load_suite
 
 RERUN_ATOL = 1e-6
 #: config keys that must equal the suite's resolved config
@@ -173,7 +173,7 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
     if mine:
         raise ClbenchError(f"strategy {name!r} is already on the leaderboard ({len(mine)} files, "
                            f"e.g. {mine[0]}); remove them to resubmit, or rename the method")
-    cells = [Cell(st, m, name, seed) for st in s.streams for seed in s.seeds for m in s.models]
+    cells = s.cells(strategies=[name])
     staging = Path(from_dir) if from_dir else Path(tempfile.mkdtemp(prefix="clbench-submit-"))
     try:
         if from_dir is None:

@@ -113,6 +113,51 @@ def uncertainty_coefficient(z: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.clip(mi, 0.0, None) / h_y))
 
 
+def _binary_mi(b: np.ndarray, y_idx: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``I(b_j; y)`` and ``H(b_j)`` (nats) for binary columns ``b [N, A]`` and class indices
+    ``y_idx [N]``, from the empirical joint distribution."""
+    n = len(y_idx)
+    p_y = np.bincount(y_idx, minlength=n_classes) / n
+    onehot = np.eye(n_classes)[y_idx]
+    p_c1 = onehot.T @ b / n
+    p_c0 = p_y[:, None] - p_c1
+    p_1 = b.mean(axis=0)
+    mi = (xlogy(p_c1, p_c1 / np.maximum(p_y[:, None] * p_1, 1e-300))
+          + xlogy(p_c0, p_c0 / np.maximum(p_y[:, None] * (1 - p_1), 1e-300))).sum(axis=0)
+    h_b = -(xlogy(p_1, p_1) + xlogy(1 - p_1, 1 - p_1))
+    return np.clip(mi, 0.0, None), h_b
+
+
+def neuron_selectivity(h: Tensor | np.ndarray, y: Tensor | np.ndarray,
+                       quantile: float = 0.75) -> dict[str, float]:
+    """Monosemanticity of a layer's *neurons* ``h [N, d]`` (non-negative, e.g. after a ReLU),
+    as SAE-ception's official code measures the model itself (METHODS.md):
+
+    - ``neuron_csi``: :func:`class_selectivity` of ``h`` over its alive units;
+    - ``neuron_u_hy`` (SAE-ception 2.0): mean over units whose binarisation is not constant of
+      ``I(b_j; y) / H(y)``, ``b_j = 1[h_j > q_j]`` with ``q_j`` the unit's ``quantile``
+      (75th percentile) over the rows;
+    - ``neuron_u_hb`` (SAE-ception v1): the same mutual information over ``H(b_j)``.
+
+    Both are in [0, 1]; they differ in scale (``H(y) = ln 10`` for 10 balanced classes, ``H(b)
+    <= ln 2``), so compare a U only with the same normalisation."""
+    h_np, y_np = _np(h).astype(np.float64), _np(y).reshape(-1)
+    if h_np.ndim != 2 or len(h_np) != len(y_np):
+        raise ValueError(f"need h [N, d] and y [N], got {h_np.shape} and {y_np.shape}")
+    if (h_np < 0).any():
+        raise ValueError("neuron_selectivity needs non-negative activations (after a ReLU)")
+    classes, y_idx = np.unique(y_np, return_inverse=True)
+    p_y = np.bincount(y_idx) / len(y_idx)
+    h_y = -float(np.sum(xlogy(p_y, p_y)))
+    b = (h_np > np.quantile(h_np, quantile, axis=0)).astype(np.float64)
+    varying = (b.min(axis=0) < b.max(axis=0))
+    if h_y <= 0 or not varying.any():
+        return {"neuron_csi": class_selectivity(h_np, y_np), "neuron_u_hy": NAN, "neuron_u_hb": NAN}
+    mi, h_b = _binary_mi(b[:, varying], y_idx, len(classes))
+    return {"neuron_csi": class_selectivity(h_np, y_np), "neuron_u_hy": float(np.mean(mi / h_y)),
+            "neuron_u_hb": float(np.mean(mi / np.maximum(h_b, 1e-300)))}
+
+
 def sparse_probing(z: np.ndarray, y: np.ndarray, ks: Sequence[int] = PROBE_KS,
                    seed: int = 0) -> dict[str, float]:
     """``sparse_probe_k{k}``: one-vs-rest balanced accuracy on top-k latents (module docstring)."""

@@ -229,5 +229,9 @@ _add("ff", [(name, hib, name, 1.0, formula) for name, hib, formula in [
      "fraction of forgettable features whose peak layer moves from the last to an earlier one  "
      f"({_MASIP})"),
     ("ff_crosscoder_fvu", False,
-     f"sum (x_hat - x)^2 / sum (x - mean(x))^2 of the crosscoder on the probe  ({_MASIP})"),
+     f"sum (x_hat - x)^2 / sum (x - mean(x))^2 of the crosscoder on the probe rows it was "
+     f"fitted on  ({_MASIP})"),
+    ("ff_crosscoder_fvu_heldout", False,
+     "sum (x_hat - x)^2 / sum (x - mean(x))^2 of the crosscoder on held-out probe rows  "
+     f"({_MASIP})"),
 ]])

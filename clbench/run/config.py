@@ -120,7 +120,8 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
     train = {**TRAIN_DEFAULTS, **FAMILY_TRAIN.get(family, {})}
     sparams = {s.name: s.params_for(family) for s in specs}
     mparams = model_options(model)
-    task_il = False
+    fixed_til = STREAMS.get(stream).obj.task_incremental   # e.g. split-fmnist-til
+    task_il = fixed_til
     mono = dict(MONO_DEFAULTS)
 
     keep_ckpt = False
@@ -133,6 +134,9 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
             train[key] = parse_value(key, text, train[key])
         elif key == "task_incremental":
             task_il = parse_value(key, text, False)
+            if fixed_til and not task_il:
+                raise ClbenchError(f"stream {stream!r} is task-incremental by definition; drop "
+                                   f"task_incremental=false, or use its class-incremental stream")
         elif key == "keep_checkpoints":
             keep_ckpt = parse_value(key, text, False)
         elif key.startswith("mono.") and key[5:] in mono:
@@ -166,8 +170,10 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
     if task_il:
         for spec in specs:
             if spec.no_task_il:
+                fix = (f"stream {stream!r} is task-incremental: choose another stream or method"
+                       if fixed_til else "drop --task-incremental or the method")
                 raise ClbenchError(f"strategy {spec.name!r} cannot run task-incremental: "
-                                   f"{spec.no_task_il}; drop --task-incremental or the method")
+                                   f"{spec.no_task_il}; {fix}")
     return RunConfig(stream=stream, strategy=strategy, model=model, seed=int(seed), family=family,
                      task_incremental=bool(task_il), train=train, strategy_params=sparams,
                      model_params=mparams, mono=mono, data_root=data_root, options=dict(options or {}),

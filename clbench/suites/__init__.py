@@ -5,7 +5,9 @@
     ['naive', 'joint', 'cumulative']
 
 A suite file has ``name``, ``version``, ``description``, ``streams``, ``models``, ``strategies``,
-``seeds`` and optionally ``overrides`` (``key=value`` strings applied to every cell) and
+``seeds`` and optionally ``overrides`` (``key=value`` strings applied to every cell),
+``exclude`` (cells left out: mappings ``{stream, strategy, reason}``, e.g. a method that cannot
+run a task-incremental stream; the reason is shown where the suite is listed) and
 ``expected_minutes``. Unknown keys, missing keys and wrong types are errors naming the key.
 """
 from __future__ import annotations
@@ -32,6 +34,15 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Exclusion:
+    """Cells of ``stream`` x ``strategy`` that a suite leaves out, and why."""
+
+    stream: str
+    strategy: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     version: str
@@ -42,12 +53,19 @@ class Suite:
     seeds: list[int]
     overrides: list[str] = field(default_factory=list)
     expected_minutes: float | None = None
+    exclude: list[Exclusion] = field(default_factory=list)
 
-    def cells(self) -> list[Cell]:
-        """Every (stream, model, strategy, seed), grouped by stream and seed so a stream is
-        built once per seed."""
-        return [Cell(st, m, a, s) for st in self.streams for s in self.seeds
-                for m in self.models for a in self.strategies]
+    def excluded(self, stream: str, strategy: str) -> bool:
+        return any(x.stream == stream and x.strategy == strategy for x in self.exclude)
+
+    def cells(self, seeds: list[int] | None = None, models: list[str] | None = None,
+              strategies: list[str] | None = None) -> list[Cell]:
+        """Every (stream, model, strategy, seed) but the excluded, grouped by stream and seed
+        so a stream is built once per seed; ``seeds``, ``models``, ``strategies`` replace the
+        suite's lists (the exclusions still apply)."""
+        return [Cell(st, m, a, s) for st in self.streams for s in (seeds or self.seeds)
+                for m in (models or self.models) for a in (strategies or self.strategies)
+                if not self.excluded(st, a)]
 
 
 def suite_names() -> list[str]:
@@ -75,7 +93,7 @@ def parse_suite(data: Any, source: str) -> Suite:
     if not isinstance(data, dict):
         raise ClbenchError(f"{source}: a suite must be a YAML mapping with keys "
                            f"name, version, streams, models, strategies, seeds")
-    allowed = {"name", "version", "description", "overrides", "expected_minutes", *_LISTS}
+    allowed = {"name", "version", "description", "overrides", "expected_minutes", "exclude", *_LISTS}
     for k in data:
         if k not in allowed:
             raise ClbenchError(f"{source}: " + unknown_name_message("suite key", str(k), allowed))
@@ -97,4 +115,23 @@ def parse_suite(data: Any, source: str) -> Suite:
     return Suite(name=str(data["name"]), version=str(data["version"]),
                  description=str(data.get("description", "")), streams=data["streams"],
                  models=data["models"], strategies=data["strategies"], seeds=data["seeds"],
-                 overrides=ov, expected_minutes=data.get("expected_minutes"))
+                 overrides=ov, expected_minutes=data.get("expected_minutes"),
+                 exclude=parse_exclude(data.get("exclude") or [], data, source))
+
+
+def parse_exclude(items: Any, data: dict[str, Any], source: str) -> list[Exclusion]:
+    """``exclude`` entries, each a mapping of a listed stream, a listed strategy and a reason."""
+    if not isinstance(items, list):
+        raise ClbenchError(f"{source}: 'exclude' must be a list of {{stream, strategy, reason}}")
+    out = []
+    for i, x in enumerate(items):
+        if not (isinstance(x, dict) and set(x) == {"stream", "strategy", "reason"}
+                and all(isinstance(v, str) and v for v in x.values())):
+            raise ClbenchError(f"{source}: exclude[{i}] must be a mapping with exactly the keys "
+                               f"stream, strategy and reason (non-empty strings)")
+        for key, listed in (("stream", "streams"), ("strategy", "strategies")):
+            if x[key] not in data[listed]:
+                raise ClbenchError(f"{source}: exclude[{i}]: {key} {x[key]!r} is not in the "
+                                   f"suite's {listed}")
+        out.append(Exclusion(x["stream"], x["strategy"], x["reason"]))
+    return out

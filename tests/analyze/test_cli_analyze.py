@@ -1,12 +1,14 @@
 """End to end: ``clbench run --keep-checkpoints`` on a tiny real run, then ``clbench analyze``
-through ``cli.main``: checkpoints, the report, the joined metrics, ranking on them, and the
-one-line errors."""
+through ``cli.main``: checkpoints, the report, the joined metrics, ranking on them, the
+held-out FVU, the run's flags, the null model beside the real analysis, and the one-line
+errors."""
 from __future__ import annotations
 
 import contextlib
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from clbench.analyze.measures import FEATURE_FORGETTING_METRICS
 from clbench.checkpoints import load_state
 from clbench.cli import main
 from clbench.run.config import RunConfig
-from clbench.results import load_result
+from clbench.results import load_result, write_json_atomic
 from clbench.run.runner import build_model
 from clbench.sae.crosscoder import TopKCrosscoder
 from clbench.streams import build_stream
@@ -105,6 +107,50 @@ def test_analyze_writes_the_report_and_joins_the_metrics(analyzed: tuple[Path, s
     assert len(detail["top_features"]) == 3 and detail["summary"] == ff["summary"]
     cc = TopKCrosscoder.load(folder / "crosscoder.pt")
     assert cc.d_ins == [32] * 10 and cc.n_latents == 64
+    # 20% of the 200 probe rows (4 of each of the 10 groups) are held out of the fit
+    assert ff["crosscoder"]["n_fit_rows"] == 160 and ff["crosscoder"]["n_heldout_rows"] == 40
+    assert ff["summary"]["ff_crosscoder_fvu_heldout"] == ff["crosscoder"]["fvu_heldout"] > 0
+    assert ff["settings"]["heldout"] == 0.2 and ff["null"] is False
+    # the run's flags travel with the analysis, to the output and the top of the report (this
+    # tiny run, 1 epoch of a 32-unit MLP, may well collapse on the later experiences)
+    assert isinstance(data["flags"], list) and ff["flags"] == data["flags"]
+    shown = ", ".join(data["flags"]) or "none"
+    assert re.search(rf"run flags\s+{re.escape(shown)}", out), out
+    assert shown in (path.parent / ff["report"]).read_text().split("<h2>Summary</h2>")[0]
+
+
+def test_null_model_goes_beside_the_real_analysis(analyzed: tuple[Path, str],
+                                                  tmp_path: Path) -> None:
+    """``--null`` analyzes checkpoint 0 repeated into its own folder and block; the real
+    block, its metrics and its folder stay as they were. A flag on the run is shown."""
+    src, _ = analyzed
+    run = tmp_path / "run"
+    shutil.copytree(src.parent, run)
+    path = run / src.name
+    data = load_result(path)
+    data["flags"] = ["collapsed:exp4"]                   # as if the run had collapsed
+    write_json_atomic(path, data)
+    real_report = (run / data["feature_forgetting"]["report"]).read_text()
+    rc, out, err = call(["analyze", str(path), "--null", *ANALYZE])
+    assert rc == 0, err
+    after = load_result(path)
+    assert after["feature_forgetting"] == data["feature_forgetting"]
+    assert {k: v for k, v in after["metrics"].items() if k.startswith("ff_")} == {
+        k: v for k, v in data["metrics"].items() if k.startswith("ff_")}
+    assert (run / data["feature_forgetting"]["report"]).read_text() == real_report
+    null = after["feature_forgetting_null"]
+    assert null["null"] is True and null["settings"]["null"] is True
+    assert null["analysis_dir"] == "seed0.analysis_null" and null["checkpoints"] == [0, 1, 2, 3, 4]
+    assert null["flags"] == ["collapsed:exp4"] and re.search(r"run flags\s+collapsed:exp4", out)
+    check_report(run / null["report"])
+    text = (run / null["report"]).read_text()
+    assert "(null model)" in text and "Flagged run: collapsed:exp4" in text
+    # nothing changed between the checkpoints: no feature of experience 0 loses half its
+    # capacity (the planted null case, tests/analyze/test_planted.py, justifies the bound)
+    s = null["summary"]
+    assert s["ff_frac_first_exp_capacity_halved"] is not None
+    assert s["ff_frac_first_exp_capacity_halved"] <= 0.05
+    assert s["ff_mean_capacity_retention"] >= 0.9 and s["ff_mean_persistence"] >= 0.95
 
 
 def test_rank_on_a_feature_forgetting_metric(analyzed: tuple[Path, str]) -> None:

@@ -40,7 +40,8 @@ def toy_measures(x: torch.Tensor | None = None) -> FeatureMeasures:
         cc.W_dec.copy_(W_DEC)
     sources = Sources(["a", "b"], [0, 1], [torch.zeros(4, 2)] * 4, [1.0] * 4, head_layer="b")
     probe = toy_probe(torch.zeros(4, 1) if x is None else x)
-    return feature_measures(cc, sources, CODES, probe, HEADS, crosscoder_fvu=0.25)
+    return feature_measures(cc, sources, CODES, probe, HEADS, crosscoder_fvu=0.25,
+                            crosscoder_fvu_heldout=0.3)
 
 
 def toy_probe(x: torch.Tensor) -> Probe:
@@ -82,7 +83,8 @@ def test_summary_by_hand(fm) -> None:
     expected = {"ff_frac_first_exp_capacity_halved": 0.5, "ff_frac_capacity_halved": 0.5,
                 "ff_mean_capacity_retention": 0.375, "ff_mean_persistence": 0.5,
                 "ff_mean_readout_drop": ((2 / 3 * 0.6 + 1 / 3 * 0.8) + 0.5) / 2,
-                "ff_frac_moved_to_middle": 0.5, "ff_crosscoder_fvu": 0.25}
+                "ff_frac_moved_to_middle": 0.5, "ff_crosscoder_fvu": 0.25,
+                "ff_crosscoder_fvu_heldout": 0.3}
     assert s == pytest.approx(expected)
     assert fm.top_features(2) == [0, 2] and fm.top_features(5) == [0, 2, 1]
     assert fm.counts()["alive_by_experience"] == [2, 1]
@@ -92,4 +94,9 @@ def test_summary_is_none_without_forgettable_features(fm) -> None:
     fm.serves = torch.ones_like(fm.serves)   # everything serves the last experience
     s = fm.summary()
     assert s["ff_frac_capacity_halved"] is None and s["ff_mean_readout_drop"] is None
-    assert s["ff_crosscoder_fvu"] == 0.25
+    assert s["ff_crosscoder_fvu"] == 0.25 and s["ff_crosscoder_fvu_heldout"] == 0.3
+
+
+def test_summary_without_heldout_rows_has_no_heldout_fvu(fm) -> None:
+    fm.crosscoder_fvu_heldout = float("nan")
+    assert fm.summary()["ff_crosscoder_fvu_heldout"] is None

@@ -59,3 +59,35 @@ def test_report_without_readout_has_no_readout_figure(tmp_path: Path) -> None:
                         fm.summary(), {})
     names = {p.name for p in check_report(html)}
     assert "readout_curves.png" not in names and "capacity_heatmaps.png" in names
+
+
+@pytest.mark.parametrize("flags, shown", [
+    (["collapsed:exp4"], "Flagged run: collapsed:exp4"),
+    ([], "Run flags: none."),
+    (None, "Run flags: not recorded"),
+])
+def test_report_shows_the_run_flags(flags: list[str] | None, shown: str, tmp_path: Path) -> None:
+    fm = toy_measures()
+    html = write_report(tmp_path, fm, [0], {0: [[0], [1]]}, toy_probe(torch.zeros(4, 2)),
+                        fm.summary(), {}, flags=flags)
+    text = html.read_text()
+    assert shown in text and ("class='flag'" in text) == bool(flags)
+    assert text.index(shown) < text.index("<h2>Summary</h2>")    # above the numbers
+    assert "null model" not in text.lower()
+
+
+def test_report_of_the_null_model_says_so(tmp_path: Path) -> None:
+    fm = toy_measures()
+    html = write_report(tmp_path, fm, [0], {0: [[0], [1]]}, toy_probe(torch.zeros(4, 2)),
+                        fm.summary(), {}, flags=[], null=True)
+    text = html.read_text()
+    assert "Feature-level forgetting (null model)" in text and "<b>Null model</b>" in text
+
+
+def test_report_removes_an_earlier_analysis_feature_images(tmp_path: Path) -> None:
+    (tmp_path / "feature99_images.png").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("mine")
+    fm = toy_measures()
+    write_report(tmp_path, fm, [0], {0: [[0], [1]]}, toy_probe(torch.zeros(4, 2)), fm.summary(), {})
+    assert not (tmp_path / "feature99_images.png").exists()
+    assert (tmp_path / "feature0_images.png").is_file() and (tmp_path / "notes.txt").is_file()

