@@ -227,9 +227,9 @@ def cmd_ls(what: str) -> int:
     if what == "suites":
         for n in suite_names():
             s = load_suite(n)
-            print(f"{n:<14} {s.description} (~{s.expected_minutes} min)")
-            for x in s.exclude:
-                print(f"{'':<14}   without {x.strategy} on {x.stream}: {x.reason}")
+            left_out = "; ".join(f"without {x.strategy} on {x.stream}: {x.reason}" for x in s.exclude)
+            print(f"{n:<14} {s.description} (~{s.expected_minutes} min)"
+                  + (f" [{left_out}]" if left_out else ""))
         return 0
     reg = {"streams": STREAMS, "strategies": STRATEGIES, "models": MODELS}[what]
     for e in reg:

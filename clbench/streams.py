@@ -17,7 +17,7 @@ the raw data read plus the construction, so results from different data never mi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -114,8 +114,10 @@ class StreamSpec:
     family: str
     #: a custom stream's own builder ``f(seed, data_root, task_incremental) -> Stream``
     builder: Callable[..., Stream] | None = None
-    #: always task-incremental (a split stream with task labels and one head per experience)
-    task_incremental: bool = False
+    #: always task-incremental (a split stream with task labels and one head per experience).
+    #: Not in the repr, which the fingerprint hashes: adding this field changed no existing
+    #: stream's fingerprint, and split-fmnist-til holds the very data of split-fmnist
+    task_incremental: bool = field(default=False, repr=False)
 
 
 StreamBuilder = Callable[..., Stream]

@@ -722,8 +722,11 @@ def _check(p: dict[str, Any]) -> None:
     from_params(SAERegConfig, p)
 
 
+# mnist family: the best of 7 trials (2 per searched parameter: lam, guide_lam, q) on
+# perm-fmnist's validation split with the two-sided, fired-gated defaults (leaderboard/tuning.md)
 @register_strategy(
     "sae-reg", check=_check, defaults={"layer": "", **cli_defaults(SAERegConfig)},
+    family_defaults={"mnist": {"lam": 2.845, "guide_lam": 0.05442, "q": 0.438}},
     description="SAE-guided activation regularization: protects important SAE features of "
                 "old tasks, keeps only a feature mask (arXiv 2606.26629)")
 def sae_reg(p: dict[str, Any], ctx: BuildContext) -> SAERegPlugin:

@@ -334,3 +334,31 @@ def test_split_fmnist_til_has_task_labels(fmnist: RawData) -> None:
         mp.undo()
     assert s.scenario == "task-il" and s.task_labels == [0, 1, 2, 3, 4]
     assert s.classes_per_exp == build_stream("split-fmnist", seed=0).classes_per_exp
+
+
+#: the fingerprints every committed result of these streams carries (seed 0): a change to how a
+#: stream is made or hashed (a new StreamSpec field in its repr, say) must not move them silently
+PINNED_FINGERPRINTS = {
+    "split-digits": "2318bc14be82e3b33d7039ba434dfa31fd8481f9f116c9ad96bbd6bf296d67cd",
+    "split-mnist1d": "3b8ac34ce006988c0f31737cdcea50c90f04cc396d2a1442d359931bf8dff376",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_FINGERPRINTS))
+def test_fingerprints_of_the_committed_streams_do_not_move(name: str) -> None:
+    assert _stream(name).fingerprint == PINNED_FINGERPRINTS[name]
+
+
+def test_committed_results_carry_the_fingerprint_their_stream_has_today() -> None:
+    """Every committed cpu-v1 result of an embedded stream was made on the data and construction
+    the stream has now (the same check ``clbench submit`` makes against the leaderboard)."""
+    import json
+
+    root = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
+    for name in PINNED_FINGERPRINTS:
+        files = sorted((root / name).rglob("seed*.json"))
+        assert files, f"no committed results for {name}"
+        for f in files:
+            data = json.loads(f.read_text())
+            seed = int(data["config"]["seed"])
+            assert data["stream"]["fingerprint"] == _stream(name, seed).fingerprint, f
