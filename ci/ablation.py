@@ -30,10 +30,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "protect only": ("sae-reg", ["sae-reg.guide_lam=0"]),
     "guide only": ("sae-reg", ["sae-reg.lam=0"]),
     "one-sided protect": ("sae-reg", ["sae-reg.rho=one-sided"]),
-    "two-sided protect": ("sae-reg", ["sae-reg.rho=two-sided"]),
     "relative protect": ("sae-reg", ["sae-reg.rho=relative"]),
     "importance on every sample": ("sae-reg", ["sae-reg.gate=all"]),
-    "old defaults": ("sae-reg", ["sae-reg.rho=one-sided", "sae-reg.gate=all"]),
+    # the defaults before the fixes and the equal-budget search (one-sided, every sample, lam 10)
+    "old defaults": ("sae-reg", ["sae-reg.rho=one-sided", "sae-reg.gate=all", "sae-reg.lam=10",
+                                 "sae-reg.guide_lam=0.1", "sae-reg.q=0.9"]),
     "random dictionary": ("sae-reg", ["sae-reg.dictionary=random"]),
     "neuron basis": ("sae-reg", ["sae-reg.dictionary=neurons"]),
     "q = 0.5": ("sae-reg", ["sae-reg.q=0.5"]),
@@ -111,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     except ClbenchError as e:
         print(f"ablation: error: {e}", file=sys.stderr)
         return 2
-    scen = "task-incremental" if a.task_incremental else "class-incremental"
+    from clbench.streams import STREAMS  # lazy: --help answers without importing torch
+
+    spec = STREAMS.get(a.stream).obj
+    scen = ("task-incremental" if a.task_incremental or spec.task_incremental else
+            {"split": "class-incremental"}.get(spec.kind, "domain-incremental"))
     cmd = " ".join(["python", "ci/ablation.py", *(argv if argv is not None else sys.argv[1:])])
     lines = [f"# sae-reg ablation: {a.stream} ({scen}), {a.model}, seeds {a.seeds}", "",
              f"Made by `{cmd}`. Mean ± 95% t-interval over seeds. State = bytes kept between "
