@@ -108,10 +108,9 @@ def measure(model: Any, stream: Any, layer: str, seed: int) -> dict[str, float]:
         sae, _ = train_sae(a_tr, cfg)
         mono = monosemanticity(sae, a_te, stream.y_test, seed=seed)
     model.train()
-    out = {"accuracy": acc, **{k: float(v) for k, v in mono.items()
-                               if f"mono_{k}" in METRICS},
-           **neuron_selectivity(a_te.clamp_min(0), stream.y_test)}
-    return {("mono_" + k if "mono_" + k in METRICS else k): v for k, v in out.items()}
+    return {"accuracy": acc,
+            **{f"mono_{k}": float(v) for k, v in mono.items() if f"mono_{k}" in METRICS},
+            **neuron_selectivity(a_te.clamp_min(0), stream.y_test)}
 
 
 def _strategy(model: Any, plugins: list[Any], epochs: int, lr: float, batch: int) -> Any:

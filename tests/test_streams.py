@@ -122,12 +122,12 @@ def _subset(raw: RawData) -> RawData:
                    raw.fingerprint)
 
 
-@pytest.fixture(scope="module")
-def perm_builder(fmnist: RawData) -> Any:
-    """``build_stream("perm-fmnist", seed)`` on the first rows of the real Fashion-MNIST data.
+def _on_subset(fmnist: RawData, name: str) -> Any:
+    """``seed -> build_stream(name, seed)`` on the first rows of the real Fashion-MNIST data.
 
-    The full stream stores ten permuted copies (2 GB, ~9 s); the construction does not depend
-    on the number of rows, so a subset keeps this test fast while using the real data path.
+    The full transformed streams store one copy per experience (perm-fmnist: 2 GB, ~9 s); the
+    construction does not depend on the number of rows, so a subset keeps these tests fast
+    while using the real data path.
     """
     sub = _subset(fmnist)
 
@@ -135,11 +135,17 @@ def perm_builder(fmnist: RawData) -> Any:
         mp = pytest.MonkeyPatch()
         mp.setattr(streams_mod, "load_dataset", lambda name, **kw: sub)
         try:
-            return build_stream("perm-fmnist", seed=seed)
+            return build_stream(name, seed=seed)
         finally:
             mp.undo()
 
     return build
+
+
+@pytest.fixture(scope="module")
+def perm_builder(fmnist: RawData) -> Any:
+    """``build_stream("perm-fmnist", seed)`` on a subset of the real data (:func:`_on_subset`)."""
+    return _on_subset(fmnist, "perm-fmnist")
 
 
 def _recover_permutation(raw_x: torch.Tensor, perm_x: torch.Tensor) -> list[list[int]]:
@@ -276,18 +282,8 @@ def test_rotation_angles_are_seeded_and_in_range() -> None:
 
 @pytest.fixture(scope="module")
 def rot_builder(fmnist: RawData) -> Any:
-    """``build_stream("rot-fmnist", seed)`` on the first rows of the real Fashion-MNIST data."""
-    sub = _subset(fmnist)
-
-    def build(seed: int) -> Stream:
-        mp = pytest.MonkeyPatch()
-        mp.setattr(streams_mod, "load_dataset", lambda name, **kw: sub)
-        try:
-            return build_stream("rot-fmnist", seed=seed)
-        finally:
-            mp.undo()
-
-    return build
+    """``build_stream("rot-fmnist", seed)`` on a subset of the real data (:func:`_on_subset`)."""
+    return _on_subset(fmnist, "rot-fmnist")
 
 
 @needs_fmnist
@@ -326,12 +322,7 @@ def test_a_task_incremental_stream_is_so_whatever_the_flag() -> None:
 
 @needs_fmnist
 def test_split_fmnist_til_has_task_labels(fmnist: RawData) -> None:
-    mp = pytest.MonkeyPatch()
-    mp.setattr(streams_mod, "load_dataset", lambda name, **kw: _subset(fmnist))
-    try:
-        s = build_stream("split-fmnist-til", seed=0)
-    finally:
-        mp.undo()
+    s = _on_subset(fmnist, "split-fmnist-til")(0)
     assert s.scenario == "task-il" and s.task_labels == [0, 1, 2, 3, 4]
     assert s.classes_per_exp == build_stream("split-fmnist", seed=0).classes_per_exp
 
