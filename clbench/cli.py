@@ -11,7 +11,7 @@
     clbench analyze results/split-digits/mlp/naive/seed0.json      # feature-level forgetting
     clbench ls strategies
     clbench ls metrics                            # every metric: direction, header, formula
-    clbench leaderboard leaderboard/results --name cpu-v1    # README, CSV, figures, index.html
+    clbench leaderboard leaderboard/results --name cpu-v1 --suite cpu-v1   # README, CSV, figures, index.html
     clbench check results/ --baseline leaderboard/baselines/quick.json   # exit 1 on a regression
     clbench submit strategies/my_method.py --suite cpu-v1 --results leaderboard/results
 
@@ -131,6 +131,8 @@ def _add_leaderboard_verbs(sub: Any) -> None:
     lb.add_argument("--out-dir", default=None, help="where to write (default: the results "
                                                     "folder's parent)")
     lb.add_argument("--metric", default="final_accuracy", help="metric to rank on")
+    lb.add_argument("--suite", default=None, help="only the results of this suite's cells "
+                    "(its streams, models and seeds), e.g. cpu-v1")
     lb.add_argument("--title", default=None, help="page title (default 'clbench leaderboard: NAME')")
 
     c = sub.add_parser("check", help="compare results with a baseline; exit 1 on a regression")
@@ -165,7 +167,7 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     from clbench.board.leaderboard import build_leaderboard
 
     out = Path(a.out_dir) if a.out_dir else Path(a.results).parent
-    for p in build_leaderboard(a.results, out, a.name, a.metric, a.title):
+    for p in build_leaderboard(a.results, out, a.name, a.metric, a.title, suite=a.suite):
         print(p)
     return 0
 
@@ -256,10 +258,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     if single and not (a.stream and a.strategy):
         raise ClbenchError("a single grid needs both --stream and --strategy (and optionally --model)")
     if single:
-        models = _csv(a.model or "mlp")
+        from clbench.streams import STREAMS
         seeds = _seeds(a.seeds or "0,1,2")
+        # without --model, each stream's own default (mlp; smollm2-135m for text streams)
         cells = [Cell(st, m, s, seed) for st in _csv(a.stream) for seed in seeds
-                 for m in models for s in _csv(a.strategy)]
+                 for m in (_csv(a.model) if a.model else [STREAMS.get(st).meta.get("model", "mlp")])
+                 for s in _csv(a.strategy)]
         overrides = list(a.overrides)
     else:
         suite = load_suite(a.suite or "quick")

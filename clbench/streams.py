@@ -26,9 +26,11 @@ import torch
 
 from clbench.data import load_dataset
 from clbench.data.base import RawData, sha256_of
+from clbench.errors import ClbenchError
 from clbench.registry import Registry
 
-Scenario = Literal["class-il", "task-il", "domain-il"]
+Scenario = Literal["class-il", "task-il", "domain-il", "instruction-il"]
+"""``instruction-il``: text tasks for one LM, the task named by the prompt only (no task label)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ class Stream:
     n_classes: int
     fingerprint: str
     seed: int
+    #: per-row group labels Avalanche's datasets expose as ``targets`` (what class-balanced
+    #: memories balance) when ``y`` is not one class per row (text-v1: ``y`` holds answer
+    #: tokens, the groups are task numbers); None: ``y`` itself
+    targets_train: torch.Tensor | None = None
+    targets_test: torch.Tensor | None = None
 
     @property
     def n_experiences(self) -> int:
@@ -108,7 +115,7 @@ class StreamSpec:
     """How a registered stream is made: which dataset, how it is split, and its version."""
 
     dataset: str
-    kind: Literal["split", "permuted", "rotated"]
+    kind: Literal["split", "permuted", "rotated", "text"]
     n_experiences: int
     version: str
     family: str
@@ -126,7 +133,8 @@ STREAMS: Registry[StreamSpec] = Registry("stream")
 
 def _add(name: str, spec: StreamSpec, description: str) -> None:
     STREAMS.add(name, spec, description=description, family=spec.family,
-                embedded=spec.dataset in ("digits", "mnist1d"))
+                embedded=spec.dataset in ("digits", "mnist1d"),
+                model="smollm2-135m" if spec.kind == "text" else "mlp")
 
 
 _add("split-digits", StreamSpec("digits", "split", 5, "1.0", "embedded"),
@@ -141,6 +149,9 @@ _add("split-fmnist-til", StreamSpec("fashion-mnist", "split", 5, "1.0", "mnist",
      "Fashion-MNIST, 5 experiences x 2 classes, task-incremental (task labels, one head each)")
 _add("rot-fmnist", StreamSpec("fashion-mnist", "rotated", 5, "1.0", "mnist"),
      "Fashion-MNIST under 5 seeded rotations in [0, 180) degrees (domain-incremental)")
+_add("text-v1", StreamSpec("text-v1", "text", 6, "1", "text"),
+     "6 real text tasks (FreeDict en-fr/es/de, WordNet supersense and definitions, fortune "
+     "topics) for a pretrained causal LM; tokenized by the model (clbench.run.text)")
 _add("split-mnist", StreamSpec("mnist", "split", 5, "1.0", "mnist"),
      "MNIST, 5 experiences x 2 classes; reads a local copy")
 _add("perm-mnist", StreamSpec("mnist", "permuted", 10, "1.0", "mnist"),
@@ -171,6 +182,10 @@ def build_stream(name: str, seed: int = 0, data_root: Path | str | None = None,
     entry = STREAMS.get(name)
     spec = entry.obj
     task_incremental = task_incremental or spec.task_incremental
+    if spec.kind == "text":
+        raise ClbenchError(f"stream {name!r} is tokenized by its language model: run it with "
+                           f"clbench run --stream {name} --model smollm2-135m (or "
+                           "clbench.run.text.run_text)")
     if spec.builder is not None:
         return spec.builder(seed=seed, data_root=data_root, task_incremental=task_incremental)
     raw = load_dataset(spec.dataset, data_root=data_root, download=download)

@@ -201,8 +201,12 @@ class ScheduledGDumb(GDumbPlugin):
 
 
 # schedule: Prabhu et al. 2020 (SGDR, batch 16, up to 256 epochs); values: Mammoth's gdumb defaults
+# text family (a pretrained LM's top blocks, not a network from scratch): 256 epochs of SGD at
+# 0.05 is the from-scratch image recipe; the memory is fitted from the pretrained weights with a
+# short, gentle schedule instead (untuned)
 @register_strategy("gdumb", defaults={"mem_size": 200, "epochs": 256, "batch_size": 16,
                                       "maxlr": 0.05, "minlr": 0.0005},
+                   family_defaults={"text": {"epochs": 8, "maxlr": 0.01, "minlr": 0.0001}},
                    description="GDumb: refits a class-balanced 200-sample memory from scratch "
                                "after each experience, with its paper's schedule "
                                "(Prabhu et al. 2020)")

@@ -357,6 +357,10 @@ def _check(p: dict[str, Any]) -> None:
                 "class-sharpened SAE reconstructions (NeurIPS 2025 MechInterp Workshop)")
 def sae_ception(p: dict[str, Any], ctx: BuildContext) -> SAECeptionPlugin:
     config = from_params(SAECeptionConfig, p)
+    if ctx.stream.y_train.dim() > 1:
+        raise ClbenchError(f"sae-ception sharpens per class and stream {ctx.stream.name!r} has no "
+                           "class labels (its targets are answer tokens); run it on a "
+                           "classification stream")
     layer = p["layer"] or default_layer(ctx.model)
     hook_module(ctx.model, layer)  # an unknown layer fails here, with the known names
     return SAECeptionPlugin(layer, config, seed=ctx.seed)

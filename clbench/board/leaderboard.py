@@ -1,8 +1,12 @@
 """The leaderboard folder: ranked tables, statistics, figures and the HTML page from results.
 
-    clbench leaderboard leaderboard/results --name cpu-v1      # writes into leaderboard/
+    clbench leaderboard leaderboard/results --name cpu-v1 --suite cpu-v1   # writes into leaderboard/
 
-    >>> paths = build_leaderboard("leaderboard/results", "leaderboard", name="cpu-v1")
+    >>> paths = build_leaderboard("leaderboard/results", "leaderboard", name="cpu-v1", suite="cpu-v1")
+
+With ``suite``, only the results of the suite's cells count (its streams, models and seeds; any
+strategy, so a submitted method is ranked beside the suite's): one results folder can hold
+several suites, and a suite's board does not change while another suite's runs are added.
 
 Writes, into ``out_dir`` (each file atomically, nothing else touched):
 
@@ -36,6 +40,7 @@ from clbench.board.rank import Tables, rank_results, render
 from clbench.board.stats import RankTest, friedman_nemenyi, significant_pairs, summary_line
 from clbench.metrics.registry import METRICS
 from clbench.results import load_results
+from clbench.suites import Suite, load_suite
 
 CD_PNG, STATE_PNG, TIME_PNG = "cd-diagram.png", "pareto-state.png", "pareto-time.png"
 FORGETTING_MD = "forgetting.md"
@@ -97,11 +102,24 @@ def readme_text(title: str, command: str, tables: Tables, test: RankTest, csv_na
     return "\n".join(lines)
 
 
+def in_suite(results: list[dict], suite: "str | Suite | None") -> list[dict]:
+    """The results of ``suite``'s cells (stream, model and seed in the suite; any strategy);
+    all of them when ``suite`` is None."""
+    if suite is None:
+        return results
+    s = load_suite(suite) if isinstance(suite, str) else suite
+    keep = {(st, m, seed) for st in s.streams for m in s.models for seed in s.seeds}
+    return [r for r in results
+            if (r["config"]["stream"], r["config"]["model"], r["config"]["seed"]) in keep]
+
+
 def command_line(results: str | Path, name: str, metric: str = "final_accuracy",
-                 title: str | None = None) -> str:
+                 title: str | None = None, suite: "str | Suite | None" = None) -> str:
     """The ``clbench leaderboard`` command that writes these outputs (the output folder, which
     defaults to the results folder's parent, is left out so the text does not depend on it)."""
     parts = ["clbench", "leaderboard", str(results), "--name", name]
+    if suite is not None:
+        parts += ["--suite", suite if isinstance(suite, str) else suite.name]
     if metric != "final_accuracy":
         parts += ["--metric", metric]
     if title:
@@ -111,12 +129,18 @@ def command_line(results: str | Path, name: str, metric: str = "final_accuracy",
 
 def build_leaderboard(results: str | Path, out_dir: str | Path, name: str,
                       metric: str = "final_accuracy", title: str | None = None,
-                      command: str | None = None) -> list[Path]:
-    """Write every leaderboard file for the results under ``results`` into ``out_dir``."""
+                      command: str | None = None, suite: "str | Suite | None" = None) -> list[Path]:
+    """Write every leaderboard file for the results under ``results`` (those of ``suite``'s
+    cells only, when given) into ``out_dir``."""
     out = Path(out_dir)
-    command = command or command_line(results, name, metric, title)
+    command = command or command_line(results, name, metric, title, suite)
     title = title or f"clbench leaderboard: {name}"
-    loaded = load_results(results)
+    loaded = in_suite(load_results(results), suite)
+    if not loaded:
+        from clbench.errors import ClbenchError
+        label = suite if isinstance(suite, str) else getattr(suite, "name", suite)
+        raise ClbenchError(f"no results of suite {label!r} under {results}; run it first: "
+                           f"clbench run --suite {label} --results {results}")
     tables = rank_results(loaded, metric)
     test = friedman_nemenyi(means_matrix(tables), tables.higher_is_better)
     csv_name = f"{name}.csv"

@@ -30,10 +30,10 @@ from clbench.board.stats import ci_rank
 from clbench.errors import ClbenchError
 from clbench.metrics.registry import METRICS, check_direction
 
-#: the metric columns of a table, in order (a table ranked on another metric shows it first);
-#: each column's header and scale are the registry's
+#: the metric columns of a table, in order (a table ranked on another metric shows it first;
+#: a column no run of the stream has is left out); each column's header and scale are the registry's
 SHOWN: tuple[str, ...] = ("final_accuracy", "avg_incremental_accuracy", "forgetting_max", "bwt",
-                          "fwt", "state_bytes", "train_seconds")
+                          "fwt", "general_ppl_ratio", "state_bytes", "train_seconds")
 
 
 @dataclass
@@ -172,7 +172,8 @@ def stream_rows(tables: Tables, stream: str) -> tuple[list[str], list[list[Any]]
     failed = {label: n for (st, label), n in tables.failed.items() if st == stream}
     flagged = {label: n for (st, label), n in tables.flagged.items() if st == stream}
     cols = list(SHOWN) if metric in SHOWN else [metric, *SHOWN]
-    shown = [METRICS.get(c).obj for c in cols if (c, "mean") in t.columns and c not in skip]
+    shown = [METRICS.get(c).obj for c in cols if (c, "mean") in t.columns and c not in skip
+             and bool(t[(c, "mean")].notna().any())]   # e.g. general_ppl_ratio: text streams only
     headers = ["rank", "strategy", "CI rank"] + [m.header for m in shown] + ["seeds"]
     rows = []
     for label, r in t.iterrows():

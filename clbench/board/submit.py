@@ -193,5 +193,5 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
         if from_dir is None:
             shutil.rmtree(staging, ignore_errors=True)
     out = Path(out_dir) if out_dir else results.parent
-    outputs = build_leaderboard(results, out, name=s.name)
+    outputs = build_leaderboard(results, out, name=s.name, suite=s)
     return Submission(name, written, outputs, diff)

@@ -49,7 +49,7 @@ from clbench.errors import ClbenchError
 from clbench.registry import Registry, unknown_name_message
 
 #: metric groups, in the order ``clbench ls metrics`` lists them
-GROUPS = ("cl", "cost", "sae", "mono", "ff")
+GROUPS = ("cl", "cost", "lm", "sae", "mono", "ff")
 #: ``k`` of the ``sparse_probe_k{k}`` monosemanticity metrics
 PROBE_KS = (1, 2, 5)
 
@@ -175,6 +175,19 @@ _add("cost", [
      f"sum_i wall-clock seconds of evaluating every test experience after experience i  ({_COST})"),
     ("mono_seconds", False, "mono s", 1.0,
      "sum_i wall-clock seconds of the monosemanticity block after experience i  (clbench)"),
+])
+
+_TRACE = "Wang et al., TRACE, 2023"
+_add("lm", [
+    ("general_ppl_before", False, "prose ppl (before)", 1.0,
+     "exp(mean NLL per token) of the pretrained model on held-out general prose (KJV)  "
+     f"({_TRACE}: general ability)"),
+    ("general_ppl_after", False, "prose ppl (after)", 1.0,
+     f"the same perplexity after the last experience  ({_TRACE})"),
+    ("general_ppl_ratio", False, "prose ppl ratio", 1.0,
+     f"general_ppl_after / general_ppl_before: > 1, general ability lost  ({_TRACE})"),
+    ("tokens_per_second", True, "train tok/s", 1.0,
+     "real training tokens processed per second of training, summed over epochs  (clbench)"),
 ])
 
 _GAO = "Gao et al. 2024; SAEBench, Karvonen et al. 2025"

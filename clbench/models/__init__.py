@@ -3,7 +3,7 @@
     >>> import torch
     >>> from clbench.models import create_model, list_models
     >>> list_models()
-    ['cnn', 'convnextv2', 'mlp', 'resnet18', 'vit']
+    ['cnn', 'convnextv2', 'mlp', 'resnet18', 'smollm2-135m', 'vit']
     >>> m = create_model("cnn", input_shape=(1, 28, 28), n_classes=10)
     >>> m(torch.randn(2, 1, 28, 28)).shape
     torch.Size([2, 10])
@@ -12,7 +12,8 @@
     clbench.errors.ClbenchError: model 'cnn' needs image input [C,H,W]; stream input is (40,); use --model mlp
 
 Each model module registers its factories in :data:`MODELS` with a one-line description and
-``input="any"`` (anything, flattened) or ``input="image"`` (``[C, H, W]`` only). A factory is
+``input="any"`` (anything, flattened), ``input="image"`` (``[C, H, W]`` only) or ``input="text"``
+(a language model, for text streams only: :mod:`clbench.models.text`). A factory is
 ``factory(input_shape, n_classes, *, option=default, ...)``; its keyword-only parameters are
 the model's options, and ``create_model`` rejects any other keyword.
 """
@@ -23,7 +24,7 @@ import inspect
 from typing import Any
 
 from clbench.errors import ClbenchError
-from clbench.models import cnn, convnext, mlp, resnet, vit  # noqa: F401  (registers the models)
+from clbench.models import cnn, convnext, mlp, resnet, text, vit  # noqa: F401  (registers the models)
 from clbench.models.base import MODELS, CLModel, default_layer, image_shape, pool_spatial_mean, pool_tokens_cls
 from clbench.models.multihead import MultiHeadModel, make_multihead
 

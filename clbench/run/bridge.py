@@ -15,10 +15,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from torch.utils.data import TensorDataset
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 from avalanche.benchmarks.scenarios.task_aware import with_task_labels
 from avalanche.benchmarks.utils.classification_dataset import (
     TaskAwareSupervisedClassificationDataset,
+    _init_targets,
+    _init_task_labels,
     _make_taskaware_tensor_classification_dataset,
 )
 from avalanche.benchmarks.utils.data_attribute import DataAttribute
@@ -54,6 +57,20 @@ def flat_values(flat) -> torch.Tensor:  # noqa: ANN001
     return torch.as_tensor(list(flat), dtype=torch.long)
 
 
+class _TensorRows(TensorDataset):
+    """A tensor dataset whose ``y`` stays a tensor: Avalanche's own calls ``.item()`` on it."""
+
+
+def _tensor_rows_dataset(x: torch.Tensor, y: torch.Tensor, targets: list[int],
+                         task_label: int) -> TaskAwareSupervisedClassificationDataset:
+    """An Avalanche dataset of ``(x[i], y[i], t)`` with ``y`` rows and class ``targets``
+    (what class-balanced memories group by), as Avalanche's tensor factory builds it."""
+    rows = _TensorRows(x, y)
+    return TaskAwareSupervisedClassificationDataset(
+        [rows], data_attributes=[_init_targets(rows, targets),
+                                 _init_task_labels(rows, task_label)])
+
+
 class Bridge:
     """Converts between a clbench :class:`Stream` and Avalanche datasets."""
 
@@ -81,11 +98,16 @@ class Bridge:
         """Experience ``e``'s ``"train"`` or ``"test"`` rows as an Avalanche dataset."""
         s = self.stream
         if split == "train":
-            rows, x, y, offset = s.train_idx[e], s.x_train, s.y_train, 0
+            rows, x, y, groups, offset = s.train_idx[e], s.x_train, s.y_train, s.targets_train, 0
         else:
-            rows, x, y, offset = s.test_idx[e], s.x_test, s.y_test, self.n_train
-        base = _make_taskaware_tensor_classification_dataset(  # views of the store, no copy
-            _take(x, rows), _take(y, rows), task_labels=s.task_labels[e])
+            rows, x, y, groups, offset = (s.test_idx[e], s.x_test, s.y_test, s.targets_test,
+                                          self.n_train)
+        if y.dim() == 1:
+            base = _make_taskaware_tensor_classification_dataset(  # views of the store, no copy
+                _take(x, rows), _take(y, rows), task_labels=s.task_labels[e])
+        else:   # y a row per sample (text-v1's answer tokens); targets: the group labels
+            base = _tensor_rows_dataset(_take(x, rows), _take(y, rows),
+                                        _take(groups, rows).tolist(), s.task_labels[e])
         ids = DataAttribute((rows + offset).tolist(), "sample_id")
         ds = base.__class__([base], data_attributes=[ids])
         self._ids[id(ds.sample_id)] = (ds.sample_id, rows + offset,
@@ -125,7 +147,7 @@ class Bridge:
         is_test = ids >= self.n_train
         if bool(is_test.any()) and not bool(is_test.all()):
             x = torch.empty((len(ids), *s.x_train.shape[1:]), dtype=s.x_train.dtype)
-            y = torch.empty(len(ids), dtype=torch.long)
+            y = torch.empty((len(ids), *s.y_train.shape[1:]), dtype=s.y_train.dtype)
             tr, te = ~is_test, is_test
             x[tr], y[tr] = s.x_train[ids[tr]], s.y_train[ids[tr]]
             x[te], y[te] = s.x_test[ids[te] - self.n_train], s.y_test[ids[te] - self.n_train]

@@ -80,6 +80,33 @@ def cached_stream(name: str, seed: int, opts: SweepOptions) -> Stream:
     return _STREAMS[key]
 
 
+def is_text(p: Planned) -> bool:
+    """A text stream: tokenized by its model inside :func:`run`, never built here."""
+    return STREAMS.get(p.cell.stream).obj.kind == "text"
+
+
+def preflight(p: Planned, opts: SweepOptions) -> None:
+    """Read the cell's data (and, for a text stream, find its model's weights) so that a
+    missing file fails with one clear line before anything runs."""
+    if not is_text(p):
+        cached_stream(p.cell.stream, p.cell.seed, opts)
+        return
+    from clbench.data.text_tasks import build_text_v1
+    from clbench.models.lm import smollm2_gguf
+
+    t = p.config.train
+    build_text_v1(p.cell.seed, n_train=t["stream.n_train"], n_test=t["stream.n_test"],
+                  n_prose=t["stream.n_prose"], data_root=p.config.data_root)
+    if not p.config.model_params.get("weights"):
+        smollm2_gguf()
+
+
+def n_experiences(p: Planned, opts: SweepOptions) -> int:
+    if is_text(p):
+        return STREAMS.get(p.cell.stream).obj.n_experiences
+    return cached_stream(p.cell.stream, p.cell.seed, opts).n_experiences
+
+
 def failed_result(p: Planned, error: str, stream: Stream | None = None) -> RunResult:
     """A ``status: "failed"`` result for a cell that raised before :func:`run` could report."""
     meta: dict[str, Any] = {"name": p.cell.stream, "version": None, "fingerprint": None}
@@ -98,7 +125,7 @@ def failed_result(p: Planned, error: str, stream: Stream | None = None) -> RunRe
 
 def run_planned(p: Planned, opts: SweepOptions, progress: Progress | None = None) -> RunResult:
     """Run one cell; anything but a :class:`ClbenchError` comes back as a failed result."""
-    stream = cached_stream(p.cell.stream, p.cell.seed, opts)
+    stream = None if is_text(p) else cached_stream(p.cell.stream, p.cell.seed, opts)
     try:
         return run(p.config, stream=stream, progress=progress)
     except ClbenchError:
@@ -198,12 +225,12 @@ class LocalExecutor(Executor):
         if self.threads:
             _set_threads(self.threads)
         if todo:  # load the first stream before any bar is drawn: missing data fails cleanly
-            cached_stream(todo[0].cell.stream, todo[0].cell.seed, opts)
+            preflight(todo[0], opts)
 
     def run(self, todo: list[Planned], opts: SweepOptions, record: Record) -> list[Path]:
         paths = []
         for p in todo:
-            n = cached_stream(p.cell.stream, p.cell.seed, opts).n_experiences
+            n = n_experiences(p, opts)
             bar = tqdm(total=n, desc="  experiences", leave=False, disable=not opts.show_progress,
                        dynamic_ncols=True)
 

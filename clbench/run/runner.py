@@ -43,7 +43,7 @@ from clbench.run.plugins import AccuracyRecorder, DivergedError, DivergenceGuard
 from clbench.run.provenance import determinism_settings, provenance
 from clbench.results import RunResult
 from clbench.strategy_api import BuildContext, build_components, parse_combo
-from clbench.streams import Stream, build_stream, holdout
+from clbench.streams import STREAMS, Stream, build_stream, holdout
 
 Progress = Callable[[int, int], None]
 
@@ -66,6 +66,30 @@ def build_model(cfg: RunConfig, stream: Stream) -> nn.Module:
     model = create_model(cfg.model, input_shape=stream.input_shape, n_classes=stream.n_classes,
                          **cfg.model_params)
     return make_multihead(model) if cfg.task_incremental else model
+
+
+def make_strategy(cfg: RunConfig, model: nn.Module, stream: Stream,
+                  extra_plugins: list[Any] | None, tail: list[Any],
+                  evaluator: EvaluationPlugin | None = None) -> tuple[Any, list[Any], list[Any], Bridge]:
+    """The run's Avalanche strategy: the method's template (Naive unless it is one of
+    Avalanche's strategy classes) with its plugins, then ``extra_plugins``, clbench's
+    :class:`FastDataPlugin` and :class:`DivergenceGuard`, then ``tail`` (the runner's recorders);
+    cross-entropy criterion, the run's optimizer and batch sizes. Returns the strategy, the
+    method specs, the method's own plugins and the :class:`Bridge` of ``stream``."""
+    train = cfg.train
+    ctx = BuildContext(stream=stream, model=model, batch_size=train["batch_size"],
+                       epochs=train["epochs"], seed=cfg.seed)
+    specs = parse_combo(cfg.strategy)
+    template, method_plugins = build_components(specs, cfg.strategy_params, ctx)
+    bridge = Bridge(stream)
+    plugins = [*method_plugins, *(extra_plugins or []), FastDataPlugin(bridge, cfg.seed),
+               DivergenceGuard(), *tail]
+    strategy = (template or Naive)(
+        model=model, optimizer=make_optimizer(model, train), criterion=nn.CrossEntropyLoss(),
+        train_mb_size=train["batch_size"], train_epochs=train["epochs"],
+        eval_mb_size=train["eval_batch_size"], device=train.get("device", "cpu"), plugins=plugins,
+        evaluator=evaluator or EvaluationPlugin(loggers=[]), eval_every=-1)
+    return strategy, specs, method_plugins, bridge
 
 
 def method_record(plugins: list[Any]) -> dict[str, Any]:
@@ -100,6 +124,9 @@ def run(cfg: RunConfig, stream: Stream | None = None, progress: Progress | None 
 
         warnings.showwarning = show
         warnings.filterwarnings("ignore", message="No loggers specified")
+        if STREAMS.get(cfg.stream).obj.kind == "text":   # a pretrained LM on text tasks
+            from clbench.run.text import run_text
+            return run_text(cfg, progress, extra_plugins)
         return _run(cfg, stream, progress, extra_plugins, evaluator)
 
 
@@ -112,20 +139,9 @@ def _run(cfg: RunConfig, stream: Stream | None, progress: Progress | None,
         stream = holdout(stream, cfg.train["validation"], cfg.seed)
     seed_everything(cfg.seed)
     model = build_model(cfg, stream)
-    train = cfg.train
-    ctx = BuildContext(stream=stream, model=model, batch_size=train["batch_size"],
-                       epochs=train["epochs"], seed=cfg.seed)
-    specs = parse_combo(cfg.strategy)
-    template, method_plugins = build_components(specs, cfg.strategy_params, ctx)
-    bridge = Bridge(stream)
     acc = AccuracyRecorder()
-    plugins = [*method_plugins, *(extra_plugins or []), FastDataPlugin(bridge, cfg.seed),
-               DivergenceGuard(), acc]
-    strategy = (template or Naive)(
-        model=model, optimizer=make_optimizer(model, train), criterion=nn.CrossEntropyLoss(),
-        train_mb_size=train["batch_size"], train_epochs=train["epochs"],
-        eval_mb_size=train["eval_batch_size"], device=train.get("device", "cpu"), plugins=plugins,
-        evaluator=evaluator or EvaluationPlugin(loggers=[]), eval_every=-1)
+    strategy, specs, method_plugins, bridge = make_strategy(cfg, model, stream, extra_plugins,
+                                                            [acc], evaluator)
     bm = bridge.benchmark()
     offline = any(s.offline for s in specs)
     per_exp: list[dict[str, Any]] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clbench.cli import main
-from clbench.board.leaderboard import build_leaderboard, means_matrix
+from clbench.board.leaderboard import build_leaderboard, in_suite, means_matrix
 from clbench.board.rank import rank_results, render
 from clbench.results import load_results
 from clbench.board.stats import friedman_nemenyi, significant_pairs
@@ -22,13 +22,13 @@ GENERATED = ["README.md", "cpu-v1.csv", "forgetting.md", "cd-diagram.png", "pare
 
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`clbench leaderboard leaderboard/results --name cpu-v1 --out-dir TMP`, run from the repo root
+    """`clbench leaderboard leaderboard/results --name cpu-v1 --suite cpu-v1 --out-dir TMP`, run from the repo root
     (the README names the results folder as given)."""
     out = tmp_path_factory.mktemp("board")
     mp = pytest.MonkeyPatch()
     mp.chdir(ROOT)
     try:
-        assert main(["leaderboard", "leaderboard/results", "--name", "cpu-v1",
+        assert main(["leaderboard", "leaderboard/results", "--name", "cpu-v1", "--suite", "cpu-v1",
                      "--out-dir", str(out)]) == 0
     finally:
         mp.undo()
@@ -37,22 +37,22 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("name", GENERATED)
 def test_committed_leaderboard_is_up_to_date(regenerated: Path, name: str) -> None:
-    """Byte-for-byte: regenerate with `clbench leaderboard leaderboard/results --name cpu-v1`."""
+    """Byte-for-byte: regenerate with `clbench leaderboard leaderboard/results --name cpu-v1 --suite cpu-v1`."""
     fresh, committed = regenerated / name, BOARD / name
-    assert committed.is_file(), f"{committed} missing; run clbench leaderboard leaderboard/results --name cpu-v1"
+    assert committed.is_file(), f"{committed} missing; run clbench leaderboard leaderboard/results --name cpu-v1 --suite cpu-v1"
     assert fresh.read_bytes() == committed.read_bytes(), (
-        f"leaderboard/{name} is stale; run: clbench leaderboard leaderboard/results --name cpu-v1")
+        f"leaderboard/{name} is stale; run: clbench leaderboard leaderboard/results --name cpu-v1 --suite cpu-v1")
 
 
 def test_forgetting_table_is_ranked_on_forgetting(regenerated: Path) -> None:
     text = (regenerated / "forgetting.md").read_text()
-    body = render(rank_results(load_results(BOARD / "results"), "forgetting_max"), "md")
+    body = render(rank_results(in_suite(load_results(BOARD / "results"), "cpu-v1"), "forgetting_max"), "md")
     assert text.endswith(body) and "Ranked on `forgetting_max` (lower is better)" in text
 
 
 def test_readme_reports_the_tests_and_shared_ranks(regenerated: Path) -> None:
     text = (regenerated / "README.md").read_text()
-    tables = rank_results(load_results(BOARD / "results"))
+    tables = rank_results(in_suite(load_results(BOARD / "results"), "cpu-v1"))
     test = friedman_nemenyi(means_matrix(tables))
     assert f"chi2_F = {test.statistic:.2f}" in text and f"CD = {test.q_alpha:.3f}" in text
     assert test.k == len(load_suite("cpu-v1").strategies) and test.n_streams == 4

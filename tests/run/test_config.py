@@ -117,9 +117,10 @@ def test_family_defaults_differ() -> None:
 
 @pytest.mark.parametrize("stream", STREAMS.names())
 def test_every_stream_resolves_with_its_family(stream: str) -> None:
-    cfg = resolve_config(stream, "naive", "mlp")
+    model = STREAMS.get(stream).meta["model"]   # mlp; smollm2-135m for a text stream
+    cfg = resolve_config(stream, "naive", model)
     assert cfg.family == STREAMS.get(stream).meta["family"]
-    assert cfg.model_params == model_options("mlp")
+    assert cfg.model_params == model_options(model)
 
 
 def test_run_config_round_trips_through_json() -> None:

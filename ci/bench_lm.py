@@ -1,0 +1,170 @@
+"""Benchmarks of the pretrained-LM path, measured side by side in one process.
+
+    python ci/bench_lm.py loop [--n-train 96] [--repeats 3]   # clbench's loop vs a plain loop
+    python ci/bench_lm.py run [--strategy naive]               # one text-v1 run at the defaults
+    python ci/bench_lm.py state                                # state bytes: ewc, ewc-online, sae-reg
+
+``loop``: the first task of text-v1 (``--n-train`` rows, ``--epochs`` 2, batch 16, Adam 1e-4, the top 2
+blocks of SmolLM2-135M-Instruct) trained two ways on the same packed rows: clbench
+(:func:`clbench.run.text.run_text`: Avalanche's Naive, clbench's in-memory loader, the prefix
+cache) and a plain PyTorch loop written below (the same model class, criterion, optimiser,
+batch size and prefix cache; batches in a seeded random order). Each starts from a freshly
+loaded model with an empty prefix cache, so both compute the frozen prefix once per row. Rounds
+alternate the order; the median per-step time and the ratio clbench / plain are reported
+(target: <= 1.1, issue 14).
+
+``run``: one full run (6 tasks, the CPU defaults: 200 train / 100 test rows per task, 2 epochs)
+of one strategy: seconds per task (training), scoring seconds, training tokens/s, peak RSS.
+``state``: ``ewc``, ``ewc-online`` and ``sae-reg`` after 2 tasks (no scoring): the method state
+in bytes next to the trained part's parameter bytes and the whole model's.
+
+Results print as Markdown; ``--out FILE`` also writes them there.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from clbench.results import write_result  # noqa: E402
+from clbench.run.config import resolve_config  # noqa: E402
+from clbench.run.runner import run  # noqa: E402
+from clbench.run.text import build_text_run, full_model_bytes, run_text  # noqa: E402
+from clbench.run.cost import module_bytes  # noqa: E402
+
+
+def plain_loop(cfg: Any, n_rows: int) -> tuple[float, int]:
+    """Seconds and steps of one epoch of a hand-written loop on the first task's rows."""
+    torch.manual_seed(cfg.seed)
+    model, ts = build_text_run(cfg)
+    s = ts.stream
+    rows = s.train_idx[0][:n_rows]
+    x, y = s.x_train[rows], s.y_train[rows]
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train["lr"])
+    loss_fn = nn.CrossEntropyLoss()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+    model.train()
+    steps = 0
+    t0 = time.perf_counter()
+    for epoch in range(cfg.train["epochs"]):
+        for b in order.split(cfg.train["batch_size"]):
+            loss = loss_fn(model(x[b]), y[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+    return time.perf_counter() - t0, steps
+
+
+def clbench_loop(cfg: Any) -> tuple[float, int]:
+    r = run_text(cfg, experiences=1, score=False)
+    if r.status != "ok":
+        raise SystemExit(f"clbench run failed: {r.error}")
+    n = cfg.train["stream.n_train"]
+    steps = -(-n // cfg.train["batch_size"]) * cfg.train["epochs"]
+    return r.per_experience[0]["train_seconds"], steps
+
+
+def bench_loop(a: argparse.Namespace) -> str:
+    cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=0,
+                         overrides=[f"stream.n_train={a.n_train}", f"epochs={a.epochs}"])
+    times: dict[str, list[float]] = {"clbench": [], "plain": []}
+    for r in range(a.repeats):
+        order = ["clbench", "plain"] if r % 2 == 0 else ["plain", "clbench"]
+        for name in order:
+            sec, steps = clbench_loop(cfg) if name == "clbench" else plain_loop(cfg, a.n_train)
+            times[name].append(sec / steps)
+            print(f"round {r} {name}: {sec:.1f} s, {steps} steps", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return "\n".join([
+        f"## clbench's LM training loop vs a plain loop (text-v1 task 0, {a.n_train} rows, "
+        f"{a.epochs} epochs, batch 16, {a.repeats} rounds, median)", "",
+        "| loop | s / step | ratio to plain |", "|---|---:|---:|",
+        *(f"| {k} | {med[k]:.3f} | {med[k] / med['plain']:.3f} |" for k in ("clbench", "plain")),
+        "", f"command: `python ci/bench_lm.py loop --n-train {a.n_train} --epochs {a.epochs} "
+        f"--repeats {a.repeats}` (torch threads: {torch.get_num_threads()})", ""])
+
+
+def bench_run(a: argparse.Namespace) -> str:
+    cfg = resolve_config("text-v1", a.strategy, "smollm2-135m", seed=a.seed)
+    t0 = time.perf_counter()
+    r = run(cfg)
+    wall = time.perf_counter() - t0
+    if r.status != "ok":
+        raise SystemExit(f"run failed: {r.error}")
+    if a.results:   # the run is also an lm-v1 cell: keep its result
+        r.extra["label"] = a.strategy
+        print(f"result: {write_result(r, a.results, '')}")
+    m = {k: v["value"] for k, v in r.metrics.items()}
+    per_task = [p["train_seconds"] for p in r.per_experience]
+    return "\n".join([
+        f"## One text-v1 run of {a.strategy} (seed {a.seed}) at the CPU defaults", "",
+        "| quantity | value |", "|---|---:|",
+        f"| wall-clock, whole run (load, tokenize, train, score) | {wall / 60:.1f} min |",
+        f"| training seconds per task | {', '.join(f'{t:.0f}' for t in per_task)} |",
+        f"| scoring seconds (pretrained row) | {r.extra['pretrained_eval_seconds']:.0f} |",
+        f"| scoring seconds (after each task, total) | {m['eval_seconds']:.0f} |",
+        f"| training tokens / s | {m['tokens_per_second']:.0f} |",
+        f"| peak RSS | {m['peak_rss_bytes'] / 2**30:.2f} GiB |",
+        f"| final accuracy / pretrained mean accuracy | {m['final_accuracy']:.3f} / "
+        f"{sum(r.random_init_accuracy) / len(r.random_init_accuracy):.3f} |",
+        f"| prose perplexity before -> after | {m['general_ppl_before']:.2f} -> "
+        f"{m['general_ppl_after']:.2f} |", "",
+        f"command: `python ci/bench_lm.py run --strategy {a.strategy} --seed {a.seed}` "
+        f"(torch threads: {torch.get_num_threads()})", ""])
+
+
+def bench_state(a: argparse.Namespace) -> str:
+    lines = ["## Method state on the trained part (text-v1, 2 tasks of 32 rows, 1 epoch, top 2 "
+             "blocks)", "",
+             "| strategy | state MB | by kind | trained part MB | whole model MB |",
+             "|---|---:|---|---:|---:|"]
+    for strategy in ("ewc", "ewc-online", "sae-reg"):
+        cfg = resolve_config("text-v1", strategy, "smollm2-135m", seed=0,
+                             overrides=["stream.n_train=32", "epochs=1"])
+        r = run_text(cfg, experiences=2, score=False)
+        if r.status != "ok":
+            raise SystemExit(f"{strategy} failed: {r.error}")
+        last = r.per_experience[-1]
+        kinds = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in last["state_bytes_by_kind"].items())
+        model, _ = build_text_run(cfg)
+        lines.append(f"| {strategy} | {last['state_bytes'] / 1e6:.1f} | {kinds} | "
+                     f"{module_bytes(model) / 1e6:.1f} | {full_model_bytes(model) / 1e6:.1f} |")
+    return "\n".join([*lines, "", "command: `python ci/bench_lm.py state`", ""])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    lp = sub.add_parser("loop")
+    lp.add_argument("--n-train", type=int, default=96)
+    lp.add_argument("--repeats", type=int, default=3)
+    lp.add_argument("--epochs", type=int, default=2)
+    rp = sub.add_parser("run")
+    rp.add_argument("--strategy", default="naive")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--results", default=None, help="also write the result file under this folder")
+    sub.add_parser("state")
+    for p in (lp, rp, sub.choices["state"]):
+        p.add_argument("--out", default=None)
+        p.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    text = {"loop": bench_loop, "run": bench_run, "state": bench_state}[a.what](a)
+    print(text)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(a.out, "a") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

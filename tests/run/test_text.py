@@ -1,0 +1,252 @@
+"""The text path: text-v1 packed for a tokenizer, the LM's packed forward, scoring, and every
+baseline run through it on a tiny random Llama and tiny text files in the real Debian formats.
+
+    $ python -m pytest tests/run/test_text.py -q
+"""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from clbench.data.text_stream import (IGNORE, answer_scores, boundary_tokens, choice_predictions,
+                                      greedy_match, tokenize_text_v1)
+from clbench.data.text_tasks import build_text_v1
+from clbench.errors import ClbenchError
+from clbench.models import create_model
+from clbench.models.lm_score import answer_batch, model_answer_loss, score_answers
+from clbench.run.config import resolve_config
+from clbench.run.runner import run
+from clbench.streams import build_stream
+from tests.data.text_formats import write_text_root
+from tests.models.conftest import save_tiny_lm
+
+pytest.importorskip("transformers")
+
+SIZES = ["stream.n_train=2", "stream.n_test=2", "stream.n_prose=3"]
+#: the baselines of issue 14 (the SAE methods have their own tests on this path later)
+BASELINES = ["naive", "joint", "cumulative", "ewc", "ewc-online", "si", "lwf", "replay", "agem",
+             "der", "gdumb", "replay+ewc"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("text")
+    write_text_root(root / "data")
+    return {"lm": save_tiny_lm(root / "lm"), "data": root / "data"}
+
+
+@pytest.fixture(scope="module")
+def packed(files: dict[str, Path]):  # noqa: ANN201
+    model = create_model("smollm2-135m", input_shape=(3, 128), n_classes=1,
+                         weights=str(files["lm"]), train_blocks="2")
+    v1 = build_text_v1(seed=0, n_train=3, n_test=3, n_prose=3, data_root=files["data"])
+    ts = tokenize_text_v1(v1, model.tokenizer, max_len=128, tokenizer_id=model.fingerprint)
+    model.answer_width = int(ts.stream.y_train.shape[1])
+    return model, ts
+
+
+def test_packed_rows_hold_the_answer_after_each_predict_position(packed) -> None:  # noqa: ANN001
+    model, ts = packed
+    s = ts.stream
+    assert s.n_experiences == 6 and s.scenario == "instruction-il"
+    assert s.x_train.shape[:2] == (18, 3) and s.y_train.shape[0] == 18
+    for x, y in zip(s.x_train, s.y_train):
+        ids, mask, predict = x
+        pos = predict.nonzero().squeeze(1)
+        answer = y[y != IGNORE]
+        assert len(pos) == len(answer) >= 2            # the answer's tokens and EOS
+        assert torch.equal(ids[pos + 1], answer)        # position t predicts token t + 1
+        assert int(answer[-1]) == model.tokenizer.eos_token_id
+        assert bool(mask[: int(mask.sum())].all()) and int(pos[-1]) == int(mask.sum()) - 2
+    # the dataset targets Avalanche balances memories over are the task numbers
+    assert s.targets_train.tolist() == [e for e in range(6) for _ in range(3)]
+
+
+def test_packed_forward_equals_the_full_model_at_the_answer(packed) -> None:  # noqa: ANN001
+    model, ts = packed
+    x = ts.stream.x_train[:5]
+    with torch.no_grad():
+        out = model(x)                                            # [B, V, A]
+        full = model(x[:, 0], x[:, 1])                            # [B, T, V]
+    assert out.shape == (5, len(model.tokenizer), model.answer_width)
+    for i in range(5):
+        pos = x[i, 2].nonzero().squeeze(1)
+        torch.testing.assert_close(out[i, :, :len(pos)].T, full[i, pos], atol=1e-5, rtol=1e-5)
+
+
+def test_cross_entropy_on_packed_rows_is_the_answer_loss(packed) -> None:  # noqa: ANN001
+    model, ts = packed
+    e = ts.v1.tasks[0]
+    from clbench.data.text_tasks import ANSWER_SEPARATOR
+
+    b = answer_batch(model.tokenizer, [(x.prompt, ANSWER_SEPARATOR + x.answer) for x in e.train])
+    with torch.no_grad():
+        ours = nn.CrossEntropyLoss()(model(ts.stream.x_train[:3]), ts.stream.y_train[:3])
+        ref = model_answer_loss(model, b)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_choice_scores_are_the_reference_log_likelihoods(packed) -> None:  # noqa: ANN001
+    model, ts = packed
+    e = ts.kinds.index("choice")
+    cr = ts.choice_rows[e]
+    from clbench.data.text_tasks import ANSWER_SEPARATOR
+
+    pairs = [(x.prompt, ANSWER_SEPARATOR + c) for x in ts.v1.tasks[e].test for c in x.choices]
+    with torch.no_grad():
+        ours = answer_scores(model(cr.rows.x), cr.rows.y)
+    torch.testing.assert_close(ours, score_answers(model, model.tokenizer, pairs), atol=1e-4,
+                               rtol=1e-4)
+    assert choice_predictions(torch.tensor([0.0, 2.0, 1.0, 5.0, 4.0]), [0, 3, 5]).tolist() == [1, 0]
+
+
+def test_greedy_match_requires_every_answer_token_and_a_stop() -> None:
+    V = 6
+    boundary = torch.tensor([False, False, True, False, False, True])   # 2 and 5 end a word
+    y = torch.tensor([[3, 4, 2, IGNORE], [3, 4, 2, IGNORE], [3, 4, 2, IGNORE], [1, 2, IGNORE, IGNORE]])
+
+    def logits(preds: list[list[int]]) -> torch.Tensor:
+        out = torch.zeros(len(preds), V, 4)
+        for i, p in enumerate(preds):
+            for j, tok in enumerate(p):
+                out[i, tok, j] = 1.0
+        return out
+
+    got = greedy_match(logits([[3, 4, 2, 0], [3, 4, 5, 0], [3, 0, 2, 0], [1, 3, 0, 0]]), y, boundary)
+    # exact; stops at another boundary token; a wrong answer token; continues the word
+    assert got.tolist() == [True, True, False, False]
+
+
+def test_greedy_match_agrees_with_generation(files: dict[str, Path]) -> None:
+    """A model taught one answer: teacher-forced greedy match and real greedy decoding agree."""
+    from clbench.data.text_stream import encode_rows, pack
+    from clbench.models.lm_score import generate_greedy
+
+    model = create_model("smollm2-135m", input_shape=(3, 64), n_classes=1,
+                         weights=str(files["lm"]), train_blocks="all")
+    tok = model.tokenizer
+    pairs = [("cat is:", "an animal"), ("sky is:", "blue")]
+    rows = pack(encode_rows(tok, pairs, eos=True, max_len=64), tok.pad_token_id, 24, 12)
+    model.answer_width = 12
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):   # learn the first pair only
+        loss = nn.CrossEntropyLoss()(model(rows.x[:1]), rows.y[:1])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        matched = greedy_match(model(rows.x), rows.y, boundary_tokens(tok)).tolist()
+    generated = generate_greedy(model, tok, [p for p, _ in pairs], max_new_tokens=12)
+    decoded = [g.startswith(" " + a) and (len(g) == len(a) + 1 or not g[len(a) + 1].isalnum())
+               for g, (_, a) in zip(generated, pairs)]
+    assert matched == decoded and matched[0]
+
+
+def test_a_copy_shares_the_frozen_prefix_and_trains_its_own_top(packed) -> None:  # noqa: ANN001
+    model, _ = packed
+    twin = copy.deepcopy(model)
+    frozen = dict(model.all_named_parameters())
+    for name, p in twin.all_named_parameters():
+        same = p.data_ptr() == frozen[name].data_ptr()
+        assert same == (not p.requires_grad), name
+    names = [n for n, _ in model.named_parameters()]
+    assert names == model.trainable_parameter_names() and all("layers.2" in n or "layers.3" in n
+                                                              or "model.norm" in n for n in names)
+
+
+@pytest.mark.parametrize("strategy", BASELINES)
+def test_every_baseline_runs_on_text_v1(files: dict[str, Path], strategy: str) -> None:
+    extra = ["gdumb.epochs=2"] if strategy == "gdumb" else []
+    cfg = resolve_config("text-v1", strategy, "smollm2-135m", seed=0,
+                         overrides=[*SIZES, f"model.weights={files['lm']}", "epochs=1",
+                                    "batch_size=8", *extra], data_root=str(files["data"]))
+    r = run(cfg)
+    assert r.status == "ok", r.error
+    rows = 1 if strategy == "joint" else 6   # joint trains once, on every task together
+    assert len(r.random_init_accuracy) == 6 and len(r.accuracy_matrix) == rows
+    assert all(len(row) == 6 and all(0.0 <= a <= 1.0 for a in row) for row in r.accuracy_matrix)
+    m = {k: v["value"] for k, v in r.metrics.items()}
+    assert math.isfinite(m["general_ppl_ratio"]) and m["general_ppl_before"] > 1.0
+    assert m["general_ppl_ratio"] == pytest.approx(m["general_ppl_after"] / m["general_ppl_before"])
+    trained = r.extra["model"]
+    assert trained["trainable_parameters"] and trained["n_trainable"] < trained["n_parameters"]
+    if strategy in ("ewc", "ewc-online", "si", "replay+ewc"):
+        # a Fisher (or SI's importances) and an anchor of the trained part, never of the frozen
+        tensors = max(p["state_bytes_by_kind"].get("tensors", 0) for p in r.per_experience)
+        fp32 = 4 * trained["n_trainable"]
+        assert 2 * fp32 <= tensors <= 1.05 * 2 * 6 * fp32   # at most one pair per task
+
+
+def test_text_stream_needs_a_language_model(files: dict[str, Path]) -> None:
+    with pytest.raises(ClbenchError, match="needs a language model: use --model smollm2-135m"):
+        resolve_config("text-v1", "naive", "mlp")
+    with pytest.raises(ClbenchError, match="is a language model; stream .split-digits. needs an image.*use --model mlp"):
+        resolve_config("split-digits", "naive", "smollm2-135m")
+    with pytest.raises(ClbenchError, match="tokenized by its language model"):
+        build_stream("text-v1")
+    for bad, message in (("validation=0.2", "validation is not supported on text streams"),
+                         ("keep_checkpoints=true", "keep_checkpoints is not supported")):
+        cfg = resolve_config("text-v1", "naive", "smollm2-135m", overrides=[bad, *SIZES])
+        with pytest.raises(ClbenchError, match=message):
+            run(cfg)
+
+
+def test_lora_trains_adapters_only_and_starts_as_the_model(files: dict[str, Path]) -> None:
+    plain = create_model("smollm2-135m", input_shape=(3, 64), n_classes=1,
+                         weights=str(files["lm"]), train_blocks="2")
+    lora = create_model("smollm2-135m", input_shape=(3, 64), n_classes=1,
+                        weights=str(files["lm"]), train_blocks="2", adapter="lora", lora_rank=4)
+    names = lora.trainable_parameter_names()
+    assert names and all("lora_" in n for n in names)
+    assert all(".layers.2." in n or ".layers.3." in n for n in names)   # the top 2 blocks only
+    assert lora.describe()["adapter"] == "lora"
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        torch.testing.assert_close(lora(ids), plain(ids))   # B = 0: unchanged until trained
+    cfg = resolve_config("text-v1", "ewc", "smollm2-135m", seed=0,
+                         overrides=[*SIZES, f"model.weights={files['lm']}", "model.adapter=lora",
+                                    "model.lora_rank=4", "epochs=1", "batch_size=8"],
+                         data_root=str(files["data"]))
+    r = run(cfg)
+    assert r.status == "ok", r.error
+    assert r.extra["model"]["trainable_parameters"] == names
+    with pytest.raises(ClbenchError, match="model.adapter='qlora': choose one of none, lora"):
+        create_model("smollm2-135m", input_shape=(3, 64), n_classes=1,
+                     weights=str(files["lm"]), adapter="qlora")
+
+
+def test_cli_runs_text_v1_and_ranks_it(files: dict[str, Path], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from clbench.cli import main
+    from clbench.results import load_result
+
+    args = ["run", "--stream", "text-v1", "--strategy", "naive,ewc", "--seeds", "0", "--quiet",
+            "--results", str(tmp_path), "--data-root", str(files["data"]),
+            "--set", f"model.weights={files['lm']}", "--set", "epochs=1", "--set", "batch_size=8",
+            *(x for kv in SIZES for x in ("--set", kv))]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "naive" in out and "ewc" in out and "2 results in" in out
+    paths = sorted(tmp_path.glob("text-v1/smollm2-135m/*/seed0.json"))
+    # the overrides differ from the defaults, so both paths carry the same settings tag
+    assert [p.parent.name.split("@")[0] for p in paths] == ["ewc", "naive"]
+    assert len({p.parent.name.split("@")[1] for p in paths}) == 1
+    r = load_result(paths[0])
+    assert r["stream"]["tasks"][0] == "en-fr" and r["stream"]["scenario"] == "instruction-il"
+    assert "general_ppl_ratio" in r["metrics"] and len(r["random_init_accuracy"]) == 6
+    # the ranked table of a text stream shows general ability; an image stream's does not
+    assert main(["rank", str(tmp_path)]) == 0
+    assert "prose ppl ratio" in capsys.readouterr().out
+    # a second run resumes: nothing is re-run
+    assert main(args) == 0 and "2 results in" in capsys.readouterr().out
+    # sae-ception needs class labels: a clear error, no result file
+    bad = [a if a != "naive,ewc" else "sae-ception" for a in args]
+    assert main(bad) == 2
+    assert "sae-ception sharpens per class" in capsys.readouterr().err
+    assert not list(tmp_path.glob("text-v1/smollm2-135m/sae-ception*"))
