@@ -22,27 +22,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clbench.data.text_stream import answer_scores, choice_predictions, greedy_match  # noqa: E402
 from clbench.run.config import resolve_config  # noqa: E402
 from clbench.run.text import TextScorer, build_text_run  # noqa: E402
-
-
-def task_accuracy(model: nn.Module, ts, scorer: TextScorer, e: int) -> float:  # noqa: ANN001
-    """Test accuracy of task ``e`` as the runner scores it."""
-    model.eval()
-    with torch.no_grad():
-        if ts.kinds[e] == "choice":
-            cr = ts.choice_rows[e]
-            scores = scorer._batched(model, cr.rows.x, cr.rows.y, answer_scores)
-            acc = float((choice_predictions(scores, cr.offsets) == cr.gold).float().mean())
-        else:
-            s = ts.stream
-            idx = s.test_idx[e]
-            hits = scorer._batched(model, s.x_test[idx], s.y_test[idx],
-                                   lambda lg, y: greedy_match(lg, y, scorer.boundary))
-            acc = float(hits.float().mean())
-    model.train()
-    return acc
 
 
 def main() -> None:
@@ -62,7 +43,7 @@ def main() -> None:
     s = ts.stream
     x, y = s.x_train[s.train_idx[a.task]], s.y_train[s.train_idx[a.task]]
     print(f"task {ts.task_names[a.task]}: before training, test accuracy "
-          f"{task_accuracy(model, ts, scorer, a.task):.3f}", flush=True)
+          f"{scorer.task_accuracy(model, a.task):.3f}", flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     g = torch.Generator().manual_seed(a.seed)
     t0 = time.perf_counter()
@@ -75,7 +56,7 @@ def main() -> None:
             opt.step()
             losses.append(loss.item())
         print(f"epoch {epoch}: training loss {sum(losses) / len(losses):.3f}, test accuracy "
-              f"{task_accuracy(model, ts, scorer, a.task):.3f} ({time.perf_counter() - t0:.0f} s)",
+              f"{scorer.task_accuracy(model, a.task):.3f} ({time.perf_counter() - t0:.0f} s)",
               flush=True)
 
 

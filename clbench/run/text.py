@@ -72,24 +72,23 @@ class TextScorer:
 
     def accuracies(self, model: nn.Module) -> list[float]:
         """Accuracy on each task's test set, in stream order."""
+        return [self.task_accuracy(model, e) for e in range(len(self.ts.kinds))]
+
+    def task_accuracy(self, model: nn.Module, e: int) -> float:
+        """Accuracy on task ``e``'s test set (the model's mode is restored)."""
         was = model.training
         model.eval()
         try:
-            row = []
+            if self.ts.kinds[e] == "choice":
+                cr = self.ts.choice_rows[e]
+                assert cr is not None
+                scores = self._batched(model, cr.rows.x, cr.rows.y, answer_scores)
+                return float((choice_predictions(scores, cr.offsets) == cr.gold).float().mean())
             s = self.ts.stream
-            for e, kind in enumerate(self.ts.kinds):
-                if kind == "choice":
-                    cr = self.ts.choice_rows[e]
-                    assert cr is not None
-                    scores = self._batched(model, cr.rows.x, cr.rows.y, answer_scores)
-                    row.append(float((choice_predictions(scores, cr.offsets) == cr.gold)
-                                     .float().mean()))
-                else:
-                    idx = s.test_idx[e]
-                    hits = self._batched(model, s.x_test[idx], s.y_test[idx],
-                                         lambda lg, y: greedy_match(lg, y, self.boundary))
-                    row.append(float(hits.float().mean()))
-            return row
+            idx = s.test_idx[e]
+            hits = self._batched(model, s.x_test[idx], s.y_test[idx],
+                                 lambda lg, y: greedy_match(lg, y, self.boundary))
+            return float(hits.float().mean())
         finally:
             model.train(was)
 
