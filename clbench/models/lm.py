@@ -43,6 +43,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -449,22 +450,56 @@ def pack(input_ids: Tensor, attention_mask: Tensor) -> Tensor:
     return torch.stack([input_ids.long(), attention_mask.long()], dim=1)
 
 
+#: prefix states shared by the runs of one process, per (weights fingerprint, first trained block,
+#: device, dtype): a sweep computes each distinct row's frozen prefix once (see PrefixCache)
+_SHARED: dict[tuple[str, int, str, str], dict[bytes, Tensor]] = {}
+#: above this many bytes a shared store is emptied before it grows (3 text-v1 seeds: ~1 GB)
+SHARED_MAX_BYTES = 6 * 2**30
+
+
+def _store_bytes(store: dict[bytes, Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in store.values())
+
+
 class PrefixCache:
     """The frozen prefix's output per example, computed once (no graph) and reused each epoch.
 
     ``lookup(ids [B, T], mask [B, T]) -> [B, T, d]`` returns the residual stream entering block
     ``model.train_start`` laid out like the batch (zeros at padding), computing only the rows it
     has not seen. Rows are keyed by their real token ids, so any batching or padding side works.
+
+    ``shared=True`` keeps the states in a store of the process keyed by the weights fingerprint,
+    ``train_start``, device and dtype, so the next run of the same model (another strategy or
+    seed of a sweep) reuses them; the frozen prefix never trains, so its states are the same
+    function of the tokens in every run. (A row computed in another chunk may differ in the last
+    float bits, as rows of different batches already do.) Only a model with a fingerprint shares.
     """
 
-    def __init__(self, model: CausalLMModel) -> None:
+    def __init__(self, model: CausalLMModel, *, shared: bool = False) -> None:
         if not model.prefix_frozen:
             raise ClbenchError("a prefix cache needs a frozen prefix; model.train_blocks='all' "
                                "trains the embeddings")
         self.model, self.train_start = model, model.train_start
-        self._states: dict[bytes, Tensor] = {}
+        self.shared = shared and bool(model.fingerprint)
+        self._own: dict[bytes, Tensor] = {}
         #: rows computed per prefix pass
         self.chunk = 32
+        #: seconds spent computing prefix states, and rows computed, by this cache
+        self.seconds, self.computed = 0.0, 0
+
+    @property
+    def _states(self) -> dict[bytes, Tensor]:
+        if not self.shared:
+            return self._own
+        w = self.model.lm.model.embed_tokens.weight
+        key = (self.model.fingerprint, self.train_start, str(w.device), str(w.dtype))
+        return _SHARED.setdefault(key, {})
+
+    def warm(self, x: Tensor, batch_size: int = 256) -> None:
+        """Compute the states of packed rows ``x [N, >=2, T]`` (ids, mask, ...) not yet held."""
+        for i in range(0, len(x), batch_size):
+            part = x[i:i + batch_size]
+            self._compute(part[:, 0], part[:, 1])
 
     def __len__(self) -> int:
         return len(self._states)
@@ -474,11 +509,27 @@ class PrefixCache:
         return sum(t.numel() * t.element_size() for t in self._states.values())
 
     def lookup(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        keys, real, states = self._compute(input_ids, attention_mask)
+        d = self.model.feature_dim
+        first = states[keys[0]]
+        out = first.new_zeros(*input_ids.shape, d)
+        for i, k in enumerate(keys):
+            out[i][real[i]] = states[k]
+        return out
+
+    def _compute(self, input_ids: Tensor, attention_mask: Tensor
+                 ) -> tuple[list[bytes], Tensor, dict[bytes, Tensor]]:
+        """Compute the rows not yet held; their keys, the real-token mask and the store."""
         if self.model.train_start != self.train_start:
             raise ClbenchError("the prefix cache was built for another model.train_blocks")
+        t0 = time.perf_counter()
+        store = self._states
         real = attention_mask.bool()
         keys = [row[m].cpu().numpy().tobytes() for row, m in zip(input_ids.long(), real)]
-        missing = list({k: i for i, k in enumerate(keys) if k not in self._states}.values())
+        missing = list({k: i for i, k in enumerate(keys) if k not in store}.values())
+        if missing and self.shared and _store_bytes(store) > SHARED_MAX_BYTES:
+            store.clear()   # bounded: start again rather than grow without limit
+            missing = list({k: i for i, k in enumerate(keys)}.values())
         # computed in chunks of similar length, each padded to its own longest row only
         missing.sort(key=lambda i: int(real[i].sum()))
         for start in range(0, len(missing), self.chunk):
@@ -490,12 +541,10 @@ class PrefixCache:
             for j, r in enumerate(rows):
                 ids[j, :len(r)], mask[j, :len(r)] = r, 1
             with torch.no_grad():
-                states = self.model.embed_prefix(ids, mask)
+                out = self.model.embed_prefix(ids, mask)
             for j, i in enumerate(part):
-                self._states[keys[i]] = states[j, :len(rows[j])].clone()
-        d = self.model.feature_dim
-        first = self._states[keys[0]]
-        out = first.new_zeros(*input_ids.shape, d)
-        for i, k in enumerate(keys):
-            out[i][real[i]] = self._states[k]
-        return out
+                store[keys[i]] = out[j, :len(rows[j])].clone()
+        if missing:
+            self.seconds += time.perf_counter() - t0
+            self.computed += len(missing)
+        return keys, real, store

@@ -72,6 +72,29 @@ def test_cache_rows_do_not_depend_on_padding(tiny_lm_dir: Path) -> None:
     assert cache.nbytes == sum(len(p) + len(a) + 1 for p, a in EXAMPLES) * model.feature_dim * 4
 
 
+def test_a_shared_cache_reuses_the_rows_of_an_earlier_model(tiny_lm_dir: Path) -> None:
+    lm_mod._SHARED.clear()
+    (a, tok), (b, _), (c, _) = (build(tiny_lm_dir, 2), build(tiny_lm_dir, 2),
+                                build(tiny_lm_dir, 1))
+    batch = answer_batch(tok, EXAMPLES)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    ca, cb, cc, own = (PrefixCache(a, shared=True), PrefixCache(b, shared=True),
+                       PrefixCache(c, shared=True), PrefixCache(b))
+    with torch.no_grad():
+        a(ids, mask, prefix_cache=ca)
+        out_b, ref = b(ids, mask, prefix_cache=cb), b(ids, mask, prefix_cache=own)
+        c(ids, mask, prefix_cache=cc)
+    # the second model of the same weights and trained part computes nothing; another
+    # train_blocks has its own states; the reused states give the model's own output
+    assert (ca.computed, cb.computed, cc.computed, own.computed) == (3, 0, 3, 3)
+    assert len(cb) == 3 and ca.seconds > 0 and cb.seconds == 0
+    real = mask.bool()
+    torch.testing.assert_close(out_b[real], ref[real], atol=1e-6, rtol=1e-6)
+    unnamed = CausalLMModel(load_lm(str(tiny_lm_dir)).model, train_blocks=2)   # no fingerprint
+    assert not PrefixCache(unnamed, shared=True).shared
+    lm_mod._SHARED.clear()
+
+
 @pytest.mark.parametrize("train_blocks", [2, 4, "all"])
 def test_only_the_named_parameters_get_gradients(tiny_lm_dir: Path, train_blocks: int | str) -> None:
     model, tok = build(tiny_lm_dir, train_blocks=train_blocks)

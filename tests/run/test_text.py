@@ -183,6 +183,22 @@ def test_every_baseline_runs_on_text_v1(files: dict[str, Path], strategy: str) -
         assert 2 * fp32 <= tensors <= 1.05 * 2 * 6 * fp32   # at most one pair per task
 
 
+def test_runs_of_one_process_share_the_frozen_prefix(files: dict[str, Path]) -> None:
+    from clbench.models import lm as lm_mod
+    lm_mod._SHARED.clear()
+    cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=0,
+                         overrides=[*SIZES, f"model.weights={files['lm']}", "epochs=1"],
+                         data_root=str(files["data"]))
+    first, second = run(cfg), run(cfg)
+    p1, p2 = first.extra["prefix"], second.extra["prefix"]
+    # every training and test row was computed before timing, once per process
+    assert p1["rows_computed"] > 0 and p2["rows_computed"] == 0
+    assert p2["rows_held"] >= p1["rows_held"] >= p1["rows_computed"]
+    assert second.accuracy_matrix == first.accuracy_matrix
+    assert second.extra["general_ppl"] == pytest.approx(first.extra["general_ppl"], rel=1e-6)
+    lm_mod._SHARED.clear()
+
+
 def test_text_stream_needs_a_language_model(files: dict[str, Path]) -> None:
     with pytest.raises(ClbenchError, match="needs a language model: use --model smollm2-135m"):
         resolve_config("text-v1", "naive", "mlp")
