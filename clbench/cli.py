@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--data-root", default=None, help="dataset folder, if not the run's")
     z.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_leaderboard_verbs(sub)
+    from clbench.sae.cli import add_sae_verb
+    add_sae_verb(sub)
     return ap
 
 
@@ -334,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "submit": cmd_submit}[a.verb](a)
         if a.verb == "analyze":
             return cmd_analyze(a)
+        if a.verb == "sae":
+            from clbench.sae.cli import cmd_sae
+            return cmd_sae(a)
         if a.verb in (None, "run"):
             if a.verb is None:
                 a = ap.parse_args(["run", *(argv or [])])

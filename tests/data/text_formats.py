@@ -222,7 +222,7 @@ FORTUNES = {
 }
 
 
-def write_text_root(root: Path) -> None:
+def write_text_root(root: Path, extra_synsets: tuple[Synset, ...] = ()) -> None:
     """Every file :func:`clbench.data.text_tasks.build_text_v1` reads, under ``root/<source>/``:
     26 words in all three dictionaries (plus entries the filters must drop), 8 x 3 supersense
     words and their definitions, 6 fortune topics of 3 entries, and 9 KJV verses (one shares
@@ -239,6 +239,7 @@ def write_text_root(root: Path) -> None:
         synsets += [Synset(lex, (w, f"{w} thing"), f'a {lex} kind of thing number {i} here; "a {w}"')
                     for i, w in enumerate(words)]
     synsets.append(Synset(9, ("idea",), "the content of cognition called an idea"))   # word in gloss
+    synsets += extra_synsets
     write_wordnet(root / "wordnet", synsets)
     for topic, entries in FORTUNES.items():
         write_fortunes(root / "fortunes", topic, entries)
