@@ -506,7 +506,7 @@ class PrefixCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._states.values())
+        return _store_bytes(self._states)
 
     def lookup(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         keys, real, states = self._compute(input_ids, attention_mask)
