@@ -89,7 +89,7 @@ def test_a_fit_records_its_provenance_and_is_reused(model, files, tmp_path: Path
     changed = fit_lm_sae(model, model.tokenizer, corpus, LMSAESettings(layer="block2", expansion=2,
                          k=4, steps=6, batch_size=32, heldout=0.3), out_dir=tmp_path / "sae")
     assert not changed.reused and changed.meta["fingerprint"] != meta["fingerprint"]
-    from strategies.sae_reg import load_sae
+    from clbench.strategies.sae_reg import load_sae
     assert load_sae(str(changed.path)).n_latents == 2 * model.feature_dim   # sae-reg.sae_path
 
 
