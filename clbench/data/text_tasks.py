@@ -3,21 +3,32 @@
     >>> from clbench.data.text_tasks import ANSWER_SEPARATOR, build_text_v1, normalise
     >>> v1 = build_text_v1(seed=0)                # ~10 s: reads the Debian files below
     >>> [(t.name, t.kind, len(t.train), len(t.test)) for t in v1.tasks][:2]
-    [('en-fr', 'generate', 200, 100), ('en-es', 'generate', 200, 100)]
+    [('en-fr', 'choice', 200, 100), ('en-es', 'choice', 200, 100)]
     >>> print(v1.tasks[0].test[0].prompt + ANSWER_SEPARATOR + v1.tasks[0].test[0].answer)
     Translate the English word into French.
     English: ...
     French: ...
+    >>> len(v1.tasks[0].test[0].choices)         # the answer and 3 other words' translations
+    4
     >>> normalise(" Le Chat.\\n")
     'chat'
 
-Tasks, in stream order (``kind``: ``generate`` is scored by exact match after :func:`normalise`,
-``choice`` by the log-likelihood of each choice, the answer being one of them):
+Tasks, in stream order (``kind``: ``choice`` is scored by the log-likelihood of each choice, the
+answer being one of them; ``generate``, by exact match after :func:`normalise`, is supported by
+the scorer but no text-v1 task uses it since revision 2, see below):
 
-    en-fr, en-es, en-de  generate  English word -> its first FreeDict translation
-    supersense           choice    noun -> its WordNet category, 8 balanced classes
-    definition           generate  WordNet gloss -> the noun it defines
-    fortune-topic        choice    fortune(6) quote -> its topic file, 6 balanced classes
+    en-fr, en-es, en-de  choice  English word -> its first FreeDict translation, among 4
+    supersense           choice  noun -> its WordNet category, 8 balanced classes
+    definition           choice  WordNet gloss -> the noun it defines, among 4
+    fortune-topic        choice  fortune(6) quote -> its topic file, 6 balanced classes
+
+The four-way tasks (revision 2) offer each example's answer with :data:`N_DISTRACTORS` other
+candidates' answers of the same task (whose :func:`normalise`\d forms differ from it and from
+each other), drawn once per candidate with ``default_rng([DISTRACTOR_SEED, task_number])`` and
+shuffled, so an example's choices do not depend on the split seed; the prompt does not list them
+(lm-evaluation-harness's cloze form). Revision 1 scored these four tasks by greedy generation:
+SmolLM2-135M-Instruct's exact-match accuracy was 0-6% before and after fine-tuning on them
+(2026-12-02, ``leaderboard/bench-lm.md`` of that day), a floor at which forgetting cannot show.
 
 Filters, all deterministic (the constants below are part of :data:`TEXT_V1_VERSION`):
 translation headwords are single lower-case words ``[a-z]{2,}`` whose :func:`main_definition
@@ -42,9 +53,9 @@ so the defaults (200 train + 100 test per task, 64 prose passages) fit every tas
 task reaches TRACE's 5,000 per task.
 
 Splits: each task draws from ``numpy.random.default_rng([seed, task_number])`` (so one task's
-split does not depend on another's sizes): a permutation of its candidates (for ``choice``
-tasks, the classes' permutations interleaved round-robin, so every split is balanced to
-within one), the first ``n_test`` are the test set, the next ``n_train`` the training set.
+split does not depend on another's sizes): a permutation of its candidates (for the
+class-balanced tasks, supersense and fortune-topic, the classes' permutations interleaved
+round-robin, so every split is balanced to within one), the first ``n_test`` are the test set, the next ``n_train`` the training set.
 No candidate is in both. The general prose is KJV passages that share no 8-word sequence with
 any candidate of any task, drawn with ``default_rng([seed, 99])``.
 """
@@ -67,7 +78,7 @@ from clbench.errors import DataError
 
 TaskKind = Literal["generate", "choice"]
 
-TEMPLATE_REVISION = 1
+TEMPLATE_REVISION = 2
 """Bump with any change of the templates or filters below (the test pins the digest)."""
 ANSWER_SEPARATOR = " "
 """A model reads ``prompt + ANSWER_SEPARATOR + answer``; its loss covers the answer only."""
@@ -90,10 +101,12 @@ MAX_ANSWER_CHARS, DEFINITION_WORDS, FORTUNE_CHARS, NGRAM = 20, (3, 30), (20, 300
 ARTICLES = ("the", "a", "an", "le", "la", "les", "un", "une", "des", "el", "los", "las",
             "una", "unos", "unas", "der", "die", "das", "ein", "eine")
 VERSES_PER_PASSAGE = 3
+N_DISTRACTORS, DISTRACTOR_SEED = 3, 7
 DEFAULT_N_TRAIN, DEFAULT_N_TEST, DEFAULT_N_PROSE = 200, 100, 64
 _CONSTRUCTION = (TEMPLATE_REVISION, ANSWER_SEPARATOR, sorted(TEMPLATES.items()), LANGUAGES,
                  SUPERSENSES, FORTUNE_TOPICS, HEADWORD, WNWORD, ONE_WORD, MAX_ANSWER_CHARS,
-                 DEFINITION_WORDS, FORTUNE_CHARS, NGRAM, ARTICLES, VERSES_PER_PASSAGE)
+                 DEFINITION_WORDS, FORTUNE_CHARS, NGRAM, ARTICLES, VERSES_PER_PASSAGE,
+                 N_DISTRACTORS, DISTRACTOR_SEED)
 TEXT_V1_VERSION = f"text-v1.{TEMPLATE_REVISION}+{sha256_of(repr(_CONSTRUCTION).encode())[:10]}"
 """The stream's version: the revision and a digest of every template and filter constant."""
 
@@ -149,7 +162,7 @@ class _Pool:
     name: str
     kind: TaskKind
     candidates: list[TextExample]
-    choices: tuple[str, ...]
+    choices: tuple[str, ...]   #: the classes of a class-balanced task; () if choices vary per example
     sources: tuple[str, ...]
 
 
@@ -226,11 +239,13 @@ def _translation_pools(data_root: Path | str | None) -> list[_Pool]:
                     and normalise(word) != head):
                 out[head] = word
     shared = sorted(set.intersection(*(set(t) for t in translations.values())))
-    return [_Pool(task, "generate",
-                  [TextExample(TEMPLATES["translate"].format(language=language, word=w),
-                               translations[task][w]) for w in shared],
+    return [_Pool(task, "choice",
+                  _with_distractors([TextExample(TEMPLATES["translate"].format(language=language,
+                                                                                word=w),
+                                                 translations[task][w]) for w in shared],
+                                    number),
                   (), tuple(sources))
-            for task, (_, language) in LANGUAGES.items()]
+            for number, (task, (_, language)) in enumerate(LANGUAGES.items())]
 
 
 def _wordnet_pools(data_root: Path | str | None) -> list[_Pool]:
@@ -254,8 +269,31 @@ def _wordnet_pools(data_root: Path | str | None) -> list[_Pool]:
             definitions.setdefault(text, []).append(lemma)
     defined = [TextExample(TEMPLATES["definition"].format(definition=text), words[0])
                for text, words in sorted(definitions.items()) if len(words) == 1]
+    number = TASK_NAMES.index("definition")
     return [_Pool("supersense", "choice", supersense, SUPERSENSES, (wn.fingerprint,)),
-            _Pool("definition", "generate", defined, (), (wn.fingerprint,))]
+            _Pool("definition", "choice", _with_distractors(defined, number), (),
+                  (wn.fingerprint,))]
+
+
+def _with_distractors(examples: list[TextExample], number: int) -> list[TextExample]:
+    """Each example with :data:`N_DISTRACTORS` other examples' answers as its choices (see the
+    module docstring); an example for which too few distinct answers exist is dropped."""
+    rng = np.random.default_rng([DISTRACTOR_SEED, number])
+    answers = [e.answer for e in examples]
+    forms = [normalise(a) for a in answers]
+    out = []
+    for i, e in enumerate(examples):
+        picked, seen = [e.answer], {forms[i]}
+        for j in rng.permutation(len(examples)):
+            if forms[j] not in seen:
+                picked.append(answers[j])
+                seen.add(forms[j])
+                if len(picked) == N_DISTRACTORS + 1:
+                    break
+        if len(picked) == N_DISTRACTORS + 1:
+            order = rng.permutation(len(picked))
+            out.append(TextExample(e.prompt, e.answer, tuple(picked[int(k)] for k in order)))
+    return out
 
 
 def _fortune_pool(data_root: Path | str | None) -> _Pool:
@@ -278,7 +316,7 @@ def _split(pool: _Pool, number: int, seed: int, n_train: int, n_test: int) -> Te
     if n_train < 0 or n_test < 0:
         raise DataError(f"{pool.name}: n_train and n_test must be >= 0, got {n_train}, {n_test}")
     rng = np.random.default_rng([seed, number])
-    if pool.kind == "choice":
+    if pool.choices:
         by_class = [[c for c in pool.candidates if c.answer == k] for k in pool.choices]
         per_class = min(len(c) for c in by_class)
         orders = [rng.permutation(len(c))[:per_class] for c in by_class]

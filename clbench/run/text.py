@@ -140,7 +140,9 @@ def warm_prefix(model: CausalLMModel, ts: TextStream, batch_size: int) -> dict[s
     before = cache.computed
     device = model.lm.model.embed_tokens.weight.device
     s = ts.stream
-    rows = [s.x_train, s.x_test] + [cr.rows.x for cr in ts.choice_rows if cr is not None]
+    # a choice task is scored on its choice rows only; its gold test rows are never read
+    scored = [s.x_test[s.test_idx[e]] for e, kind in enumerate(ts.kinds) if kind != "choice"]
+    rows = [s.x_train, *scored] + [cr.rows.x for cr in ts.choice_rows if cr is not None]
     for x in rows:
         cache.warm(x.to(device), batch_size)
     return {"seconds": time.perf_counter() - t0, "rows_computed": cache.computed - before,

@@ -38,7 +38,9 @@ def test_the_real_stream_at_its_defaults(v1: TextV1) -> None:
         assert (len(t.train), len(t.test)) == (200, 100)
         assert not {e.prompt for e in t.train} & {e.prompt for e in t.test}
         assert all(e.answer and "\n" not in e.answer for e in t.train + t.test)
-        if t.kind == "choice":
+        if not t.choices:
+            assert all(len(e.choices) == 4 and e.answer in e.choices for e in t.train + t.test)
+        else:
             for split in (t.train, t.test):
                 counts = Counter(e.answer for e in split)
                 assert set(counts) == set(t.choices) and max(counts.values()) - min(counts.values()) <= 1

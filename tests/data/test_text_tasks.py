@@ -11,6 +11,7 @@ from clbench.data.text_tasks import (
     ANSWER_SEPARATOR,
     FORTUNE_TOPICS,
     SUPERSENSES,
+    N_DISTRACTORS,
     TASK_NAMES,
     TEXT_V1_VERSION,
     build_general_prose,
@@ -36,25 +37,30 @@ def _pairs(examples: list) -> list[tuple[str, str]]:
 
 def test_version_is_pinned() -> None:
     """Editing a template or filter changes this digest: bump TEMPLATE_REVISION and this pin."""
-    assert TEXT_V1_VERSION == "text-v1.1+397c55e114"
+    assert TEXT_V1_VERSION == "text-v1.2+9251f93d8b"
 
 
 def test_tasks_and_their_examples(root: Path) -> None:
     tasks = build_text_tasks(seed=0, n_train=4, n_test=3, data_root=root)
     assert [t.name for t in tasks] == list(TASK_NAMES)
-    assert [t.kind for t in tasks] == ["generate"] * 3 + ["choice", "generate", "choice"]
+    assert [t.kind for t in tasks] == ["choice"] * 6
     for t in tasks:
         assert (len(t.train), len(t.test)) == (4, 3)
         assert t.template_version == f"{TEXT_V1_VERSION}:{t.name}" and len(t.fingerprint) == 64
         for e in t.train + t.test:
             assert e.prompt and e.answer and not e.prompt.endswith(" ") and "\n" not in e.answer
-            assert e.choices == t.choices and (not e.choices or e.answer in e.choices)
+            assert e.answer in e.choices
+            if t.choices:                      # class-balanced: the classes are the choices
+                assert e.choices == t.choices
+            else:                              # the answer among other examples' answers
+                assert len({normalise(c) for c in e.choices}) == len(e.choices) == N_DISTRACTORS + 1
     fr, es, de = tasks[:3]
     for lang, task, language in ((0, fr, "French"), (1, es, "Spanish"), (2, de, "German")):
         for e in task.train + task.test:
             word = e.prompt.split("English: ")[1].split("\n")[0]
             assert e.prompt.endswith(f"\n{language}:") and e.answer == TRANSLATIONS[word][lang]
     assert tasks[3].choices == SUPERSENSES and tasks[5].choices == FORTUNE_TOPICS
+    assert [t.choices for t in tasks[:3]] + [tasks[4].choices] == [()] * 4
     print(tasks[0].test[0].prompt + ANSWER_SEPARATOR + tasks[0].test[0].answer)
 
 
@@ -93,10 +99,24 @@ def test_determinism_and_disjoint_splits(root: Path) -> None:
     assert [t.fingerprint for t in d] != [t.fingerprint for t in a.tasks]   # sizes are hashed
 
 
+def test_distractors_are_the_tasks_own_answers_and_do_not_depend_on_the_seed(root: Path) -> None:
+    pools = candidate_pools(root)
+    for name in ("en-fr", "en-es", "en-de", "definition"):
+        answers = {e.answer for e in pools[name]}
+        assert all(set(e.choices) <= answers for e in pools[name])
+        positions = Counter(e.choices.index(e.answer) for e in pools[name])
+        assert len(positions) > 1, name                      # the answer is not always first
+    by_seed = [{e.prompt: e.choices for t in build_text_tasks(seed=s, n_train=4, n_test=4,
+                                                               data_root=root)
+                for e in t.train + t.test} for s in (3, 4)]
+    common = set(by_seed[0]) & set(by_seed[1])
+    assert common and all(by_seed[0][p] == by_seed[1][p] for p in common)
+
+
 @pytest.mark.parametrize("n_train, n_test", [(6, 12), (5, 3), (8, 8)])
 def test_choice_tasks_are_balanced(root: Path, n_train: int, n_test: int) -> None:
     for t in build_text_tasks(seed=2, n_train=n_train, n_test=n_test, data_root=root):
-        if t.kind != "choice":
+        if not t.choices:                    # per-example choices: nothing to balance
             continue
         n_classes = len(t.choices)
         for split, n in ((t.train, n_train), (t.test, n_test)):
