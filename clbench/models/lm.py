@@ -351,14 +351,23 @@ class CausalLMModel(CLModel):
             attention_mask = torch.ones_like(x)
         return x.long(), attention_mask.long()
 
-    def run_blocks(self, hidden: Tensor, attention_mask: Tensor, start: int, stop: int) -> Tensor:
-        """Decoder blocks ``start..stop-1`` on residual stream ``hidden [B, T, d]``."""
+    def run_blocks(self, hidden: Tensor, attention_mask: Tensor | None, start: int, stop: int, *,
+                   position_ids: Tensor | None = None, mask4d: Tensor | None = None) -> Tensor:
+        """Decoder blocks ``start..stop-1`` on residual stream ``hidden [B, T, d]``: causal over
+        ``attention_mask``'s real tokens, or, given ``position_ids [B, T]`` and ``mask4d [B, 1,
+        T, T]`` (bool, True where query ``t`` may attend to key ``s``), exactly that pattern
+        (:mod:`clbench.models.lm_choice`)."""
         from transformers.masking_utils import create_causal_mask
 
         base = self.lm.model
-        position_ids = position_ids_of(attention_mask)
-        mask = create_causal_mask(config=self.lm.config, inputs_embeds=hidden,
-                                  attention_mask=attention_mask, cache=None, position_ids=position_ids)
+        if mask4d is not None and position_ids is not None:
+            mask = mask4d
+        else:
+            assert attention_mask is not None
+            position_ids = position_ids_of(attention_mask)
+            mask = create_causal_mask(config=self.lm.config, inputs_embeds=hidden,
+                                      attention_mask=attention_mask, cache=None,
+                                      position_ids=position_ids)
         rope = base.rotary_emb(hidden, position_ids=position_ids)
         for layer in base.layers[start:stop]:
             out = layer(hidden, attention_mask=mask, position_ids=position_ids,

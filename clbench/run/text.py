@@ -16,7 +16,8 @@ the frozen blocks once per distinct row for the whole run (training, scoring and
 
 Scoring (after no training, then after each experience, every task): ``generate`` tasks by
 greedy exact match at the token level (:func:`~clbench.data.text_stream.greedy_match`),
-``choice`` tasks by the choices' summed log-likelihood (lm-evaluation-harness's ``acc``). The
+``choice`` tasks by the choices' summed log-likelihood (lm-evaluation-harness's ``acc``), the
+prompt run once per example (:mod:`clbench.models.lm_choice`). The
 first row is the pretrained model's (``b``, recorded as ``random_init_accuracy`` for the R-matrix
 metrics: with a pretrained model FWT is transfer relative to the pretrained model). General
 ability, as TRACE reports it (Wang et al. 2023): the perplexity of held-out KJV prose before any
@@ -31,7 +32,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from clbench.data.text_stream import (TextStream, answer_scores, boundary_tokens,
+from clbench.data.text_stream import (TextStream, boundary_tokens,
                                       choice_predictions, greedy_match, tokenize_text_v1)
 from clbench.data.text_tasks import build_text_v1
 from clbench.errors import ClbenchError
@@ -39,6 +40,7 @@ from clbench.metrics.cl import cl_metrics
 from clbench.metrics.registry import metric
 from clbench.models import create_model
 from clbench.models.lm import CausalLMModel, PrefixCache
+from clbench.models.lm_choice import shared_prompt_scores
 from clbench.models.lm_score import perplexity
 from clbench.results import RunResult
 from clbench.run.config import RunConfig
@@ -82,7 +84,8 @@ class TextScorer:
             if self.ts.kinds[e] == "choice":
                 cr = self.ts.choice_rows[e]
                 assert cr is not None
-                scores = self._batched(model, cr.rows.x, cr.rows.y, answer_scores)
+                scores = shared_prompt_scores(model, cr.rows.x, cr.rows.y, cr.offsets,
+                                              self.batch_size)
                 return float((choice_predictions(scores, cr.offsets) == cr.gold).float().mean())
             s = self.ts.stream
             idx = s.test_idx[e]

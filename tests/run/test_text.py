@@ -105,6 +105,34 @@ def test_choice_scores_are_the_reference_log_likelihoods(packed) -> None:  # noq
     assert choice_predictions(torch.tensor([0.0, 2.0, 1.0, 5.0, 4.0]), [0, 3, 5]).tolist() == [1, 0]
 
 
+@pytest.mark.parametrize("cached", [False, True])
+@pytest.mark.parametrize("task", range(6))
+def test_the_prompt_once_per_example_gives_every_rows_own_score(packed, task: int,  # noqa: ANN001
+                                                                cached: bool) -> None:
+    from clbench.models.lm import PrefixCache
+    from clbench.models.lm_choice import shared_prompt_scores
+
+    model, ts = packed
+    cr = ts.choice_rows[task]
+    assert cr is not None and len(cr.offsets) > 2
+    model.prefix_cache = PrefixCache(model) if cached else None
+    try:
+        with torch.no_grad():
+            rowwise = answer_scores(model(cr.rows.x), cr.rows.y)
+        for batch in (1, 2):        # one merged sequence at a time, and several padded together
+            merged = shared_prompt_scores(model, cr.rows.x, cr.rows.y, cr.offsets, batch)
+            torch.testing.assert_close(merged, rowwise, atol=1e-4, rtol=1e-4)
+    finally:
+        model.prefix_cache = None
+    # a row whose prompt differs from its example's first row: scored row by row, still right
+    x = cr.rows.x.clone()
+    first_real = int(x[1, 1].sum()) - int((cr.rows.y[1] != IGNORE).sum())
+    x[1, 0, first_real - 2] = (x[1, 0, first_real - 2] + 1) % len(model.tokenizer)
+    with torch.no_grad():
+        torch.testing.assert_close(shared_prompt_scores(model, x, cr.rows.y, cr.offsets),
+                                   answer_scores(model(x), cr.rows.y), atol=1e-4, rtol=1e-4)
+
+
 def test_greedy_match_requires_every_answer_token_and_a_stop() -> None:
     V = 6
     boundary = torch.tensor([False, False, True, False, False, True])   # 2 and 5 end a word
