@@ -1,6 +1,8 @@
 """The ``clbench`` command: small verbs over the Python API.
 
+    clbench                                       # the verbs (help); clbench --version
     clbench run                                   # the quick suite on embedded data, ranked table
+    clbench run --suite cpu-v1 --dry-run          # the cells it would run (and those done)
     clbench run --suite cpu-v1 --results leaderboard/results
     clbench run --suite quick --executor process --workers 2      # cells in parallel processes
     clbench run --suite cpu-v1 --executor ray --address auto --workers 8   # on a Ray cluster
@@ -9,7 +11,8 @@
     clbench rank results/ --metric forgetting_max --format md --out table.md
     clbench run --stream split-digits --strategy naive --seeds 0 --keep-checkpoints
     clbench analyze results/split-digits/mlp/naive/seed0.json      # feature-level forgetting
-    clbench ls strategies
+    clbench ls strategies --params                # each method's --set parameters, defaults
+    clbench ls --json                             # every list, for scripts
     clbench ls metrics                            # every metric: direction, header, formula
     clbench leaderboard leaderboard/results --name cpu-v1 --suite cpu-v1   # README, CSV, figures, index.html
     clbench check results/ --baseline leaderboard/baselines/quick.json   # exit 1 on a regression
