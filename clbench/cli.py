@@ -1,6 +1,8 @@
 """The ``clbench`` command: small verbs over the Python API.
 
+    clbench                                       # the verbs (help); clbench --version
     clbench run                                   # the quick suite on embedded data, ranked table
+    clbench run --suite cpu-v1 --dry-run          # the cells it would run (and those done)
     clbench run --suite cpu-v1 --results leaderboard/results
     clbench run --suite quick --executor process --workers 2      # cells in parallel processes
     clbench run --suite cpu-v1 --executor ray --address auto --workers 8   # on a Ray cluster
@@ -9,7 +11,8 @@
     clbench rank results/ --metric forgetting_max --format md --out table.md
     clbench run --stream split-digits --strategy naive --seeds 0 --keep-checkpoints
     clbench analyze results/split-digits/mlp/naive/seed0.json      # feature-level forgetting
-    clbench ls strategies
+    clbench ls strategies --params                # each method's --set parameters, defaults
+    clbench ls --json                             # every list, for scripts
     clbench ls metrics                            # every metric: direction, header, formula
     clbench leaderboard leaderboard/results --name cpu-v1 --suite cpu-v1   # README, CSV, figures, index.html
     clbench check results/ --baseline leaderboard/baselines/quick.json   # exit 1 on a regression
@@ -52,12 +55,26 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+LISTS = ("streams", "strategies", "models", "suites", "metrics")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="clbench", description="Continual-learning benchmark harness.")
+    """The whole command line; importing nothing heavier than argparse (``--help`` is instant)."""
+    from clbench.version import __version__
+
+    ap = _Parser(prog="clbench", description="Continual-learning benchmark harness. The main "
+                 "verb is 'clbench run' (with no options: the quick suite on embedded data).")
+    ap.add_argument("--version", action="version", version=f"clbench {__version__}")
     sub = ap.add_subparsers(dest="verb", parser_class=_Parser)
 
     ls = sub.add_parser("ls", help="list streams, strategies, models, suites or metrics")
-    ls.add_argument("what", choices=["streams", "strategies", "models", "suites", "metrics"])
+    ls.add_argument("what", nargs="?", choices=LISTS, default=None,
+                    help="one list (default: all of them)")
+    ls.add_argument("--json", action="store_true", help="one JSON object {list: [entry, ...]} "
+                                                        "for scripts")
+    ls.add_argument("--params", action="store_true",
+                    help="with strategies: each method's parameters, defaults and per-family "
+                         "defaults (the --set <method>.<param> keys)")
 
     r = sub.add_parser("run", help="run a suite or a single grid of cells (default: the quick suite)")
     r.add_argument("--suite", help="a built-in suite name or a suite .yaml file")
@@ -68,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter, e.g. epochs=3, ewc.ewc_lambda=500, model.hidden=200,200")
     r.add_argument("--results", default="results", help="results folder (default results/)")
+    r.add_argument("--device", default=None, choices=["cpu", "cuda"],
+                   help="where runs train and evaluate (default cpu; the same as --set device=)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="list the cells this command would run (and those already done); run "
+                        "nothing")
     r.add_argument("--data-root", default=None, help="folder holding datasets (torchvision layout)")
     r.add_argument("--download", action="store_true", help="download missing datasets (needs a network)")
     r.add_argument("--task-incremental", action="store_true", help="multi-head, task labels given")
@@ -212,48 +234,91 @@ def cmd_submit(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ls(what: str) -> int:
+def _entries(what: str) -> list[dict[str, Any]]:
+    """One list of ``clbench ls`` as plain JSON-able dicts (name first)."""
     # lazy: see the module docstring
-    import clbench  # noqa: F401  (registers everything)
-    from clbench.data import DATASETS  # noqa: F401
     from clbench.metrics.registry import listed
     from clbench.models import MODELS
     from clbench.strategy_api import STRATEGIES
     from clbench.streams import STREAMS
     from clbench.suites import load_suite, suite_names
 
-    if what == "metrics":  # name, direction, table header, formula (clbench.metrics.registry)
-        metrics = listed()
-        width, hwidth = max(len(m.name) for m in metrics), max(len(m.header) for m in metrics)
-        for m in metrics:
-            print(f"{m.name:<{width}}  {m.direction:<6}  {m.header:<{hwidth}}  {m.formula}")
-        return 0
+    if what == "metrics":  # clbench.metrics.registry
+        return [{"name": m.name, "direction": m.direction, "header": m.header,
+                 "formula": m.formula} for m in listed()]
     if what == "suites":
+        out = []
         for n in suite_names():
             s = load_suite(n)
-            left_out = "; ".join(f"without {x.strategy} on {x.stream}: {x.reason}" for x in s.exclude)
-            print(f"{n:<14} {s.description} (~{s.expected_minutes} min)"
-                  + (f" [{left_out}]" if left_out else ""))
+            out.append({"name": n, "description": s.description, "version": s.version,
+                        "streams": s.streams, "models": s.models, "strategies": s.strategies,
+                        "seeds": s.seeds, "overrides": s.overrides,
+                        "expected_minutes": s.expected_minutes,
+                        "exclude": [vars(x) for x in s.exclude]})
+        return out
+    if what == "strategies":
+        return [{"name": e.name, "description": e.description, "kind": e.obj.kind,
+                 "params": {k: {"default": v, "type": _type_name(v),
+                                "family_defaults": {f: d[k] for f, d in e.obj.family_defaults.items()
+                                                    if k in d}}
+                            for k, v in e.obj.defaults.items()},
+                 "checked": e.obj.check is not None} for e in STRATEGIES]
+    reg = {"streams": STREAMS, "models": MODELS}[what]
+    return [{"name": e.name, "description": e.description,
+             **{k: v for k, v in e.meta.items() if isinstance(v, (str, int, float, bool))}}
+            for e in reg]
+
+
+def _type_name(value: Any) -> str:
+    return "int list" if isinstance(value, tuple) else type(value).__name__
+
+
+def _ls_lines(what: str, entries: list[dict[str, Any]], params: bool) -> list[str]:
+    """``entries`` of one list as the text ``clbench ls`` prints."""
+    if what == "metrics":
+        width, hwidth = (max(len(m[k]) for m in entries) for k in ("name", "header"))
+        return [f"{m['name']:<{width}}  {m['direction']:<6}  {m['header']:<{hwidth}}  {m['formula']}"
+                for m in entries]
+    if what == "suites":
+        return [f"{s['name']:<14} {s['description']} (~{s['expected_minutes']} min)"
+                + (" [" + "; ".join(f"without {x['strategy']} on {x['stream']}: {x['reason']}"
+                                    for x in s["exclude"]) + "]" if s["exclude"] else "")
+                for s in entries]
+    lines = []
+    for e in entries:
+        lines.append(f"{e['name']:<16} {e['description']}")
+        if params and what == "strategies":
+            for k, p in e["params"].items():
+                fam = "".join(f", {f}: {v!r}" for f, v in p["family_defaults"].items())
+                lines.append(f"    {e['name']}.{k} = {p['default']!r} ({p['type']}{fam})")
+            if e["checked"]:
+                lines.append("    (values are checked when a run's config is resolved)")
+    return lines
+
+
+def cmd_ls(a: argparse.Namespace) -> int:
+    import json
+
+    if a.params and a.what != "strategies":
+        raise ClbenchError("--params lists method parameters: use 'clbench ls strategies --params'")
+    whats = [a.what] if a.what else list(LISTS)
+    lists = {w: _entries(w) for w in whats}
+    if a.json:
+        print(json.dumps(lists, indent=1, default=str))
         return 0
-    reg = {"streams": STREAMS, "strategies": STRATEGIES, "models": MODELS}[what]
-    for e in reg:
-        print(f"{e.name:<16} {e.description}")
+    for w in whats:
+        if len(whats) > 1:
+            print(f"# {w}")
+        print("\n".join(_ls_lines(w, lists[w], a.params)))
     return 0
 
 
-def cmd_run(a: argparse.Namespace) -> int:
+def _grid(a: argparse.Namespace) -> tuple[list[Any], list[str]]:
+    """The cells of ``clbench run`` (a suite, or --stream x --strategy x models x seeds) and the
+    overrides every cell gets (method-scoped ones reach only their method's cells)."""
     # lazy: see the module docstring
-    from clbench.board.rank import rank_results, render
-    from clbench.results import load_result
     from clbench.suites import Cell, load_suite
-    from clbench.run.plan import plan, refuse_done_without_checkpoints
-    from clbench.run.sweep import run_cells
 
-    if a.threads is not None:
-        if a.threads < 1:
-            raise ClbenchError(f"--threads {a.threads}: must be at least 1")
-        import torch
-        torch.set_num_threads(a.threads)
     single = a.stream or a.strategy
     if a.suite and single:
         raise ClbenchError("give either --suite or --stream/--strategy, not both")
@@ -273,11 +338,44 @@ def cmd_run(a: argparse.Namespace) -> int:
         models = _csv(a.model) if a.model else suite.models
         cells = suite.cells(seeds, models)   # stream-major: one build per seed
         overrides = [*suite.overrides, *a.overrides]
+    if a.device is not None:
+        if a.device == "cuda":
+            import torch
+            if not torch.cuda.is_available():
+                raise ClbenchError("--device cuda: this machine has no usable CUDA GPU "
+                                   "(torch sees none); use --device cpu")
+        overrides = [f"device={a.device}", *overrides]
     if a.keep_checkpoints:
         overrides = [*overrides, "keep_checkpoints=true"]
-        if a.resume:
-            refuse_done_without_checkpoints(plan(cells, overrides, a.results, a.data_root,
-                                                 a.task_incremental))
+    return cells, overrides
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    # lazy: see the module docstring
+    from clbench.board.rank import rank_results, render
+    from clbench.results import load_result
+    from clbench.run.plan import is_done, plan, refuse_done_without_checkpoints
+    from clbench.run.sweep import run_cells
+
+    if a.threads is not None:
+        if a.threads < 1:
+            raise ClbenchError(f"--threads {a.threads}: must be at least 1")
+        import torch
+        torch.set_num_threads(a.threads)
+    cells, overrides = _grid(a)
+    if a.dry_run:  # every cell resolved (so a typo fails here too), nothing run or written
+        planned = plan(cells, overrides, a.results, a.data_root, a.task_incremental)
+        done = [a.resume and is_done(p.path) for p in planned]
+        for p, d in zip(planned, done):
+            c = p.cell
+            print(f"{'done' if d else 'run':<4}  {c.stream} {c.model} {c.strategy}{p.tag} "
+                  f"seed {c.seed}  -> {p.path}")
+        print(f"{len(planned)} cells: {len(planned) - sum(done)} to run, {sum(done)} done "
+              "(dry run: nothing was run)")
+        return 0
+    if a.keep_checkpoints and a.resume:
+        refuse_done_without_checkpoints(plan(cells, overrides, a.results, a.data_root,
+                                             a.task_incremental))
     paths = run_cells(cells, a.results, overrides, a.data_root, a.resume, a.task_incremental,
                       a.download, show_progress=not a.quiet, executor=a.executor,
                       workers=a.workers, address=a.address, threads=a.threads)
@@ -327,8 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
     try:
+        if a.verb is None:
+            ap.print_help()
+            return 0
         if a.verb == "ls":
-            return cmd_ls(a.what)
+            return cmd_ls(a)
         if a.verb == "rank":
             return cmd_rank(a)
         if a.verb in ("leaderboard", "check", "submit"):
@@ -339,9 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.verb == "sae":
             from clbench.sae.cli import cmd_sae
             return cmd_sae(a)
-        if a.verb in (None, "run"):
-            if a.verb is None:
-                a = ap.parse_args(["run", *(argv or [])])
+        if a.verb == "run":
             return cmd_run(a)
     except ClbenchError as e:
         print(f"clbench: error: {e}", file=sys.stderr)

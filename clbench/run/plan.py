@@ -1,7 +1,18 @@
 """The plan of a sweep: every cell resolved to a config and the result path it will write.
 
+    >>> from clbench.suites import load_suite
     >>> planned = plan(load_suite("quick").cells(), overrides=[], results="results")
     >>> todo = [p for p in planned if not is_done(p.path)]
+    >>> len(todo), str(todo[0].path)
+    (72, 'results/split-digits/mlp/naive/seed0.json')
+
+A method's override (``--set ewc.ewc_lambda=500``) applies to the cells whose strategy contains
+that method (``ewc``, ``replay+ewc``) and leaves the others (``naive``) alone; it is an error only
+when no cell has the method:
+
+    >>> [p.config.strategy_params for p in plan([Cell("split-digits", "mlp", "naive", 0),
+    ...     Cell("split-digits", "mlp", "ewc", 0)], ["ewc.ewc_lambda=500"], "results")]
+    [{'naive': {}}, {'ewc': {'ewc_lambda': 500.0}}]
 
 Both the sweep (:mod:`clbench.run.sweep`) and the executors (:mod:`clbench.run.executors`) read
 :class:`Planned` values; neither imports the other's module for them. Resolving every cell before
@@ -16,7 +27,8 @@ from typing import Iterable
 
 from clbench.errors import ClbenchError
 from clbench.results import load_result, params_tag, result_path
-from clbench.run.config import RunConfig, resolve_config
+from clbench.run.config import RunConfig, resolve_config, split_override
+from clbench.strategy_api import STRATEGIES
 from clbench.suites import Cell
 
 
@@ -30,13 +42,38 @@ class Planned:
     path: Path
 
 
+def method_of(item: str) -> str | None:
+    """The registered method an override ``<method>.<param>=value`` is scoped to, else None."""
+    key = split_override(item)[0]
+    name = key.split(".", 1)[0] if "." in key else None
+    return name if name is not None and name in STRATEGIES else None
+
+
+def overrides_for(strategy: str, overrides: Iterable[str]) -> list[str]:
+    """``overrides`` less those scoped to a method that ``strategy`` (e.g. ``replay+ewc``) lacks."""
+    methods = set(strategy.split("+"))
+    return [o for o in overrides if method_of(o) in (None, *methods)]
+
+
 def plan(cells: Iterable[Cell], overrides: list[str], results: str | Path,
          data_root: str | None = None, task_incremental: bool = False) -> list[Planned]:
-    """Resolve every cell (errors surface before anything runs) and where its result goes."""
+    """Resolve every cell (errors surface before anything runs) and where its result goes.
+
+    A method-scoped override reaches only the cells with that method; one that reaches no cell
+    is a :class:`ClbenchError`."""
+    cells = list(cells)
+    present = {m for c in cells for m in c.strategy.split("+")}
+    for o in overrides:
+        m = method_of(o)
+        if m is not None and m not in present:
+            have = ", ".join(sorted({c.strategy for c in cells}))
+            raise ClbenchError(f"--set {o}: no cell runs method {m!r} (strategies: {have}); "
+                               f"add {m!r} to --strategy or drop the override")
     out = []
     extra = ["task_incremental=true"] if task_incremental else []
     for c in cells:
-        cfg = resolve_config(c.stream, c.strategy, c.model, c.seed, [*overrides, *extra], data_root)
+        cfg = resolve_config(c.stream, c.strategy, c.model, c.seed,
+                             [*overrides_for(c.strategy, overrides), *extra], data_root)
         default = resolve_config(c.stream, c.strategy, c.model, c.seed).to_dict()
         tag = params_tag(cfg.to_dict(), default)
         out.append(Planned(c, cfg, tag, result_path(results, cfg.to_dict(), tag)))
