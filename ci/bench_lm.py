@@ -3,6 +3,8 @@
     python ci/bench_lm.py loop [--n-train 96] [--repeats 3]   # clbench's loop vs a plain loop
     python ci/bench_lm.py run [--strategy naive]               # one text-v1 run at the defaults
     python ci/bench_lm.py state                                # state bytes: ewc, ewc-online, sae-reg
+    python ci/bench_lm.py cells --results leaderboard/results --seed 0   # the lm-v1 cells' costs
+    python ci/bench_lm.py matrix --strategy naive --seed 0     # one cell's accuracy rows and prose ppl
 
 ``loop``: the first task of text-v1 (``--n-train`` rows, ``--epochs`` 2, batch 16, Adam 1e-4, the top 2
 blocks of SmolLM2-135M-Instruct) trained two ways on the same packed rows: clbench
@@ -17,6 +19,11 @@ alternate the order; the median per-step time and the ratio clbench / plain are 
 of one strategy: seconds per task (training), scoring seconds, training tokens/s, peak RSS.
 ``state``: ``ewc``, ``ewc-online`` and ``sae-reg`` after 2 tasks (no scoring): the method state
 in bytes next to the trained part's parameter bytes and the whole model's.
+
+``cells``: what the committed lm-v1 result files of one seed record about their cost (run in
+one process, so the frozen prefix is computed by the first cell only): per strategy, training
+and scoring seconds, the pretrained row's scoring seconds, the prefix's seconds, training
+tokens/s, peak RSS and method state; nothing is re-run.
 
 Results print as Markdown; ``--out FILE`` also writes them there.
 """
@@ -141,6 +148,56 @@ def bench_state(a: argparse.Namespace) -> str:
     return "\n".join([*lines, "", "command: `python ci/bench_lm.py state`", ""])
 
 
+def bench_cells(a: argparse.Namespace) -> str:
+    import json
+
+    folder = Path(a.results) / "text-v1" / "smollm2-135m"
+    files = sorted(folder.glob(f"*/seed{a.seed}.json"))
+    if not files:
+        raise SystemExit(f"no text-v1 result of seed {a.seed} under {folder}")
+    lines = [f"## The lm-v1 cells of seed {a.seed} (one process, the CPU defaults)", "",
+             "| strategy | train s | scoring s (6 rows) | pretrained row s | prefix s | "
+             "total min | tokens / s | peak RSS GiB | state MB | threads |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for f in files:
+        d = json.loads(f.read_text())
+        if d.get("status") != "ok":
+            lines.append(f"| {f.parent.name} | failed | | | | | | | | |")
+            continue
+        m = {k: v["value"] for k, v in d["metrics"].items()}
+        pre, prefix = d.get("pretrained_eval_seconds") or 0.0, d.get("prefix", {}).get("seconds", 0.0)
+        total = m["train_seconds"] + m["eval_seconds"] + pre + prefix
+        lines.append(
+            f"| {f.parent.name} | {m['train_seconds']:.0f} | {m['eval_seconds']:.0f} | {pre:.0f} | "
+            f"{prefix:.0f} | {total / 60:.1f} | {m['tokens_per_second']:.0f} | "
+            f"{m['peak_rss_bytes'] / 2**30:.2f} | {m['state_bytes'] / 1e6:.1f} | "
+            f"{d['provenance']['determinism']['torch_num_threads']} |")
+    return "\n".join([*lines, "", "total: the four timed parts (model loading and tokenizing "
+                       "excluded). command: `python ci/bench_lm.py cells --results "
+                       f"{a.results} --seed {a.seed}`", ""])
+
+
+def bench_matrix(a: argparse.Namespace) -> str:
+    """One committed lm-v1 cell as a table: the pretrained row, the row after each task, and
+    the held-out prose perplexity beside each (accuracy %)."""
+    import json
+
+    f = Path(a.results) / "text-v1" / "smollm2-135m" / a.strategy / f"seed{a.seed}.json"
+    if not f.is_file():
+        raise SystemExit(f"no result {f}; run: clbench run --stream text-v1 --model smollm2-135m "
+                         f"--strategy {a.strategy} --seeds {a.seed} --results {a.results}")
+    d = json.loads(f.read_text())
+    tasks, ppl = d["stream"]["tasks"], d["general_ppl"]
+    rows = [("nothing (pretrained)", d["random_init_accuracy"])]
+    rows += [(t, r) for t, r in zip(tasks, d["accuracy_matrix"])]
+    lines = [f"| after training on | {' | '.join(tasks)} | prose ppl |",
+             "|---|" + "---:|" * (len(tasks) + 1)]
+    for (name, row), p in zip(rows, ppl):
+        lines.append(f"| {name} | {' | '.join(f'{100 * v:.0f}' for v in row)} | {p:.1f} |")
+    return "\n".join([*lines, "", f"command: `python ci/bench_lm.py matrix --strategy {a.strategy} "
+                       f"--seed {a.seed}` ({d['stream']['version']})", ""])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -153,12 +210,20 @@ def main() -> None:
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--results", default=None, help="also write the result file under this folder")
     sub.add_parser("state")
-    for p in (lp, rp, sub.choices["state"]):
+    cp = sub.add_parser("cells")
+    cp.add_argument("--results", default="leaderboard/results")
+    cp.add_argument("--seed", type=int, default=0)
+    mp = sub.add_parser("matrix")
+    mp.add_argument("--results", default="leaderboard/results")
+    mp.add_argument("--strategy", default="naive")
+    mp.add_argument("--seed", type=int, default=0)
+    for p in (lp, rp, sub.choices["state"], cp, mp):
         p.add_argument("--out", default=None)
         p.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    text = {"loop": bench_loop, "run": bench_run, "state": bench_state}[a.what](a)
+    text = {"loop": bench_loop, "run": bench_run, "state": bench_state,
+            "cells": bench_cells, "matrix": bench_matrix}[a.what](a)
     print(text)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
