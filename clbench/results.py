@@ -194,10 +194,11 @@ def load_result(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_results(root: str | Path, strict: bool = True) -> list[dict[str, Any]]:
-    """Every ``seed*.json`` under ``root``, validated (``strict=False`` skips bad files). Two
-    files holding one result (:func:`clbench.validation.refuse_duplicates`) are an error
-    either way: a copy is never counted twice, nor one of them picked silently."""
+def load_result_files(root: str | Path, strict: bool = True) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, data) of every ``seed*.json`` under ``root``, each validated (``strict=False``
+    skips bad files). Two files holding one result
+    (:func:`clbench.validation.refuse_duplicates`) are an error either way: a copy is never
+    counted twice, nor one of them picked silently."""
     root = Path(root)
     if not root.is_dir():
         raise ClbenchError(f"{root}: no such results folder; run 'clbench run --results {root}' first")
@@ -209,4 +210,9 @@ def load_results(root: str | Path, strict: bool = True) -> list[dict[str, Any]]:
             if strict:
                 raise
     refuse_duplicates(out)
-    return [data for _, data in out]
+    return out
+
+
+def load_results(root: str | Path, strict: bool = True) -> list[dict[str, Any]]:
+    """The data of :func:`load_result_files`."""
+    return [data for _, data in load_result_files(root, strict)]

@@ -124,16 +124,16 @@ def check_consistency(data: dict[str, Any], where: str) -> None:
         return  # scored nothing (a text run without scoring): nothing to disagree with
     for name, (want, source) in recomputed(data).items():
         if name not in metrics:
-            raise ClbenchError(f"{where}: metric {name!r} is missing, though the file's {source} "
+            raise ClbenchError(f"{where}: metric {name!r} is missing, though the file's own {source} "
                                f"defines it; {_FIX}")
         got = metrics[name]["value"]
         if math.isnan(want):
             if got is not None:
-                raise ClbenchError(f"{where}: metric {name!r} is {got:g}, but the file's {source} "
+                raise ClbenchError(f"{where}: metric {name!r} is {got:g}, but the file's own {source} "
                                    f"leaves it undefined (null); {_FIX}")
         elif got is None or abs(got - want) > ATOL + RTOL * abs(want):
             shown = "null" if got is None else f"{got:.6g}"
-            raise ClbenchError(f"{where}: metric {name!r} is {shown}, but the file's {source} "
+            raise ClbenchError(f"{where}: metric {name!r} is {shown}, but the file's own {source} "
                                f"gives {want:.6g}; {_FIX}")
 
 

@@ -32,15 +32,22 @@ class Planned:
 
 def plan(cells: Iterable[Cell], overrides: list[str], results: str | Path,
          data_root: str | None = None, task_incremental: bool = False) -> list[Planned]:
-    """Resolve every cell (errors surface before anything runs) and where its result goes."""
-    out = []
+    """Resolve every cell (errors surface before anything runs) and where its result goes. A
+    cell given twice (``--seeds 0,0``, a strategy or stream listed twice) is refused: one
+    result is one run, and a second copy would only narrow the interval."""
+    out: dict[Path, Planned] = {}
     extra = ["task_incremental=true"] if task_incremental else []
     for c in cells:
         cfg = resolve_config(c.stream, c.strategy, c.model, c.seed, [*overrides, *extra], data_root)
         default = resolve_config(c.stream, c.strategy, c.model, c.seed).to_dict()
         tag = params_tag(cfg.to_dict(), default)
-        out.append(Planned(c, cfg, tag, result_path(results, cfg.to_dict(), tag)))
-    return out
+        path = result_path(results, cfg.to_dict(), tag)
+        if path in out:
+            raise ClbenchError(f"cell {c.stream}/{c.model}/{c.strategy} seed {c.seed} is given "
+                               "twice (a seed, strategy, model or stream listed twice); give "
+                               "each once")
+        out[path] = Planned(c, cfg, tag, path)
+    return list(out.values())
 
 
 def is_done(path: Path) -> bool:
