@@ -57,6 +57,10 @@ ATOL, RTOL = 1e-6, 1e-9
 SETTINGS = ("train", "strategy_params", "model_params", "task_incremental", "mono")
 #: per-experience sums reported as metrics (key in ``per_experience`` = metric name)
 _SUMS = ("train_seconds", "eval_seconds", "mono_seconds")
+#: every metric :func:`recomputed` can give: reporting one without its record is refused
+RECOMPUTABLE = ("final_accuracy", "avg_incremental_accuracy", "forgetting_max",
+                "forgetting_first", "bwt", "fwt", "state_bytes", *_SUMS, "tokens_per_second",
+                "general_ppl_before", "general_ppl_after", "general_ppl_ratio")
 _FIX = "the file was edited or is corrupt: delete it and re-run the cell"
 
 
@@ -122,7 +126,12 @@ def check_consistency(data: dict[str, Any], where: str) -> None:
     metrics = data["metrics"]
     if not metrics:
         return  # scored nothing (a text run without scoring): nothing to disagree with
-    for name, (want, source) in recomputed(data).items():
+    again = recomputed(data)
+    for name in RECOMPUTABLE:
+        if name in metrics and name not in again:
+            raise ClbenchError(f"{where}: metric {name!r} is reported, but the record it is "
+                               f"computed from is missing or not numeric; {_FIX}")
+    for name, (want, source) in again.items():
         if name not in metrics:
             raise ClbenchError(f"{where}: metric {name!r} is missing, though the file's own {source} "
                                f"defines it; {_FIX}")
@@ -139,6 +148,9 @@ def check_consistency(data: dict[str, Any], where: str) -> None:
 
 def check_result(data: dict[str, Any], where: str) -> None:
     """Rules 1-3 for one result already checked against the schema."""
+    seed = data["config"]["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ClbenchError(f"{where}: config seed is {seed!r}, not a seed (an integer >= 0); {_FIX}")
     for name, m in data["metrics"].items():
         if name in METRICS:
             check_direction(name, m["higher_is_better"], where)
