@@ -41,9 +41,14 @@ def _csv(text: str) -> list[str]:
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in _csv(text)]
+        seeds = [int(s) for s in _csv(text)]
     except ValueError:
         raise ClbenchError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ClbenchError(f"--seeds {text!r}: seed {twice[0]} is given twice; a seed is run once, "
+                           "give each seed once")
+    return seeds
 
 
 class _Parser(argparse.ArgumentParser):

@@ -2,7 +2,7 @@
 
     >>> path = write_result(result, "results")
     results/split-digits/mlp/replay+ewc/seed0.json
-    >>> load_result(path)        # validated against the schema; a bad file raises ClbenchError
+    >>> load_result(path)        # validated against the schema and clbench.validation's rules
 
 Schema ``clbench.result/1`` (every key required unless marked optional):
 
@@ -44,6 +44,7 @@ from typing import Any
 from clbench.atomic import write_text_atomic
 from clbench.checkpoints import CheckpointSet, save_checkpoints, validate_block
 from clbench.errors import ClbenchError
+from clbench.validation import check_result, refuse_duplicates
 
 SCHEMA = "clbench.result/1"
 
@@ -183,23 +184,35 @@ def read_json(path: str | Path, what: str, if_invalid: str, if_missing: str = ""
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
-    """Read and validate one result file."""
+    """Read one result file and validate it: its schema (:func:`validate`), then its
+    directions, ranges and agreement with its own accuracy matrix
+    (:func:`clbench.validation.check_result`)."""
     path = Path(path)
     data = read_json(path, "result", "delete it and re-run the cell")
     validate(data, source=str(path))
+    check_result(data, where=str(path))
     return data
 
 
-def load_results(root: str | Path, strict: bool = True) -> list[dict[str, Any]]:
-    """Every ``seed*.json`` under ``root``, validated (``strict=False`` skips bad files)."""
+def load_result_files(root: str | Path, strict: bool = True) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, data) of every ``seed*.json`` under ``root``, each validated (``strict=False``
+    skips bad files). Two files holding one result
+    (:func:`clbench.validation.refuse_duplicates`) are an error either way: a copy is never
+    counted twice, nor one of them picked silently."""
     root = Path(root)
     if not root.is_dir():
         raise ClbenchError(f"{root}: no such results folder; run 'clbench run --results {root}' first")
-    out = []
+    out: list[tuple[Path, dict[str, Any]]] = []
     for p in sorted(root.rglob("seed*.json")):
         try:
-            out.append(load_result(p))
+            out.append((p, load_result(p)))
         except ClbenchError:
             if strict:
                 raise
+    refuse_duplicates(out)
     return out
+
+
+def load_results(root: str | Path, strict: bool = True) -> list[dict[str, Any]]:
+    """The data of :func:`load_result_files`."""
+    return [data for _, data in load_result_files(root, strict)]

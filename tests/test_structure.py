@@ -62,7 +62,7 @@ def test_folders_by_stage() -> None:
             assert (ROOT / "clbench" / stage / f"{m}.py").is_file(), f"clbench/{stage}/{m}.py"
     flat = sorted(p.stem for p in (ROOT / "clbench").glob("*.py"))
     assert flat == ["__init__", "__main__", "atomic", "checkpoints", "cli", "errors", "registry", "results",
-                    "strategy_api", "streams", "version"]
+                    "strategy_api", "streams", "validation", "version"]
 
 
 def test_every_package_is_installed() -> None:

@@ -35,6 +35,20 @@ Measured: the quick suite rerun with seeds 3, 4, 5 against ``leaderboard/baselin
 The closest call was ``der`` on split-mnist1d: ``|d| = 0.028``, 4.8 standard errors, inside
 the floor; with ``z = 3`` or ``4`` and no floor it would have been a false alarm.
 
+**Seed by seed.** A mean hides one collapsed seed: with three seeds, one at 0% moves replay's
+mean from 0.94 to 0.63 but inflates ``s_r`` so much that ``tol`` grows past 1.5. So every seed
+``s`` that the baseline and the results both hold is also compared with itself (paired: a seed
+fixes the class order, the initialisation and the shuffling)::
+
+    d_s = r_s - b_s        tol_seed = max(floor, z * sqrt(2) * s_b)
+
+``sqrt(2) * s_b`` is the standard deviation of the difference of two independent draws of the
+seed noise, the most a rerun of one seed can honestly move when even its seed changes (a
+deterministic rerun gives ``d_s = 0``). It is estimated from the baseline alone: the results'
+own spread is what a regression inflates. A seed beyond it is a ``SEED DROP`` or ``SEED JUMP``
+line (failing), beside the cell's mean verdict. Results that share no seed with the baseline
+(seeds 3-5 against a baseline of 0-2) get the mean test only, and the row says so.
+
 Other outcomes: ``FAILED`` (every run of the cell failed), ``NEW FAILURES`` (more failed runs
 than the baseline had), ``STREAM CHANGED`` (a different stream version, or a different
 fingerprint for a seed both have: the baseline is stale; rebuild it) fail the check;
@@ -58,13 +72,17 @@ from clbench.board.rank import strategy_label
 from clbench.errors import ClbenchError
 from clbench.metrics.registry import METRICS, check_direction
 from clbench.results import read_json, write_json_atomic
+from clbench.validation import check_option, check_value
 
 BASELINE_SCHEMA = "clbench.baseline/1"
 #: metrics whose per-seed values a baseline stores
 STORED = ("final_accuracy", "avg_incremental_accuracy", "forgetting_max", "bwt")
 DEFAULT_METRICS = ("final_accuracy",)
 Z, FLOOR = 5.0, 0.03
-FAILING = frozenset({"DROP", "JUMP", "FAILED", "NEW FAILURES", "STREAM CHANGED"})
+FAILING = frozenset({"DROP", "JUMP", "SEED DROP", "SEED JUMP", "FAILED", "NEW FAILURES",
+                     "STREAM CHANGED"})
+#: the mean verdicts after which single seeds are compared too
+_SEEDED = frozenset({"ok", "DROP", "JUMP", "NEW FAILURES"})
 
 
 @dataclass
@@ -138,7 +156,9 @@ def write_baseline(results: list[dict[str, Any]], path: str | Path, source: str)
 
 
 def load_baseline(path: str | Path) -> dict[tuple[str, str, str], Cell]:
-    """Read a baseline file; a missing or malformed file raises ClbenchError naming the fix."""
+    """Read a baseline file; a missing or malformed file, or a value that no run can have
+    (not finite, outside its metric's range, a negative count or seed), raises ClbenchError
+    naming the fix."""
     path = Path(path)
     fix = f"make one with 'clbench check RESULTS --write-baseline {path}'"
     data = read_json(path, "baseline", fix, if_missing=fix)
@@ -147,15 +167,36 @@ def load_baseline(path: str | Path) -> dict[tuple[str, str, str], Cell]:
     cells = {}
     try:
         for c in data["cells"]:
-            cell = Cell(c["stream"], c["model"], c["strategy"], str(c["stream_version"]),
-                        {int(s): str(f) for s, f in c["fingerprints"].items()}, int(c["failed"]))
-            for name, m in c["metrics"].items():
-                check_direction(name, m["higher_is_better"], f"{path}: cell {'/'.join(cell.key)}")
-                cell.values[name] = {int(s): v for s, v in m["values"].items()}
+            cell = _baseline_cell(c, f"{path}: cell {c['stream']}/{c['model']}/{c['strategy']}")
             cells[cell.key] = cell
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ClbenchError(f"{path}: malformed baseline ({type(e).__name__}: {e}); {fix}") from None
+    except ClbenchError as e:
+        raise ClbenchError(f"{e}; {fix}") from None
     return cells
+
+
+def _seed(s: str, where: str) -> int:
+    seed = int(s)
+    if seed < 0:
+        raise ClbenchError(f"{where}: seed {seed} is negative")
+    return seed
+
+
+def _baseline_cell(c: dict[str, Any], where: str) -> Cell:
+    """One cell of a baseline file, every value checked (:func:`clbench.validation.check_value`)."""
+    failed = c["failed"]
+    if not isinstance(failed, int) or isinstance(failed, bool) or failed < 0:
+        raise ClbenchError(f"{where}: 'failed' is {failed!r}, not a count of runs")
+    if not all(isinstance(f, str) for f in c["fingerprints"].values()):
+        raise ClbenchError(f"{where}: fingerprints must be strings")
+    cell = Cell(str(c["stream"]), str(c["model"]), str(c["strategy"]), str(c["stream_version"]),
+                {_seed(s, where): f for s, f in c["fingerprints"].items()}, failed)
+    for name, m in c["metrics"].items():
+        check_direction(name, m["higher_is_better"], where)
+        cell.values[name] = {_seed(s, where): check_value(name, v, where)
+                             for s, v in m["values"].items()}
+    return cell
 
 
 def _stats(values: dict[int, float | None]) -> tuple[float, float, int]:
@@ -185,6 +226,8 @@ class Row:
     now: tuple[float, float, int] = (math.nan, math.nan, 0)
     tol: float = math.nan
     note: str = ""
+    #: the seed of a seed-by-seed line (None for a cell's mean verdict)
+    seed: int | None = None
 
     @property
     def diff(self) -> float:
@@ -221,22 +264,70 @@ def compare_cell(b: Cell, r: Cell | None, metric: str, z: float = Z,
         row.status, row.note = "JUMP" if row.base[2] == 0 else "DROP", "defined on one side only"
     else:
         row.tol = tolerance(row.base[1], row.base[2], row.now[1], row.now[2], z, floor)
-        if abs(row.diff) > row.tol:
-            better = (row.diff > 0) == METRICS.get(metric).obj.higher_is_better
-            row.status = "JUMP" if better else "DROP"
+        if not abs(row.diff) <= row.tol:
+            row.status = _verdict(row.diff, metric)
+    if row.status in _SEEDED:
+        row.note = "; ".join(n for n in (row.note, _pairing(b, r, metric)) if n)
     return row
+
+
+def _verdict(diff: float, metric: str, prefix: str = "") -> str:
+    better = (diff > 0) == METRICS.get(metric).obj.higher_is_better
+    return prefix + ("JUMP" if better else "DROP")
+
+
+def _pairing(b: Cell, r: Cell, metric: str) -> str:
+    """The note on how a cell's seeds pair up ("" when the results hold every baseline seed)."""
+    base, now = b.values.get(metric, {}), r.values.get(metric, {})
+    common = set(base) & set(now)
+    if not common:
+        return "unpaired: no seed in common with the baseline, mean test only"
+    absent = sorted(set(base) - set(now))
+    return f"baseline seeds without results: {', '.join(map(str, absent))}" if absent else ""
+
+
+def compare_seeds(b: Cell, r: Cell, metric: str, z: float = Z, floor: float = FLOOR) -> list[Row]:
+    """A ``SEED DROP`` / ``SEED JUMP`` line for every seed both hold whose value moved beyond
+    ``max(floor, z sqrt(2) s_b)`` (see the module docstring), or is defined on one side only."""
+    base, now = b.values.get(metric, {}), r.values.get(metric, {})
+    s_b = _stats(base)[1]
+    tol = max(floor, z * math.sqrt(2.0) * (0.0 if math.isnan(s_b) else s_b))
+    rows = []
+    for seed in sorted(set(base) & set(now)):
+        x, y = base[seed], now[seed]
+        row = Row(b.stream, b.model, b.strategy, metric, "", seed=seed, tol=tol,
+                  base=(math.nan if x is None else x, math.nan, int(x is not None)),
+                  now=(math.nan if y is None else y, math.nan, int(y is not None)))
+        if x is None and y is None:
+            continue
+        if x is None or y is None:
+            row.status = "SEED JUMP" if x is None else "SEED DROP"
+            row.note = f"seed {seed}: defined on one side only"
+        elif not abs(y - x) <= tol:
+            row.status, row.note = _verdict(y - x, metric, "SEED "), f"seed {seed}"
+        if row.status:
+            rows.append(row)
+    return rows
 
 
 def compare(baseline: dict[tuple[str, str, str], Cell], current: dict[tuple[str, str, str], Cell],
             metrics: tuple[str, ...] = DEFAULT_METRICS, z: float = Z,
             floor: float = FLOOR) -> list[Row]:
-    """Every baseline cell x metric, then the cells only the results have (status ``new``)."""
+    """Every baseline cell x metric (its mean verdict, then a line per seed beyond its own
+    tolerance), then the cells only the results have (status ``new``). ``z`` must be a finite
+    number > 0 and ``floor`` a finite number >= 0."""
+    check_option("--z", z, 0.0, True, "the tolerance in standard errors")
+    check_option("--floor", floor, 0.0, False, "the smallest tolerance, in metric units")
     for m in metrics:
         METRICS.get(m)  # an unknown name: did you mean a registered one?
         if m not in STORED:
             raise ClbenchError(f"--metric {m!r}: a baseline stores only {', '.join(STORED)}")
-    rows = [compare_cell(b, current.get(k), m, z, floor) for k, b in baseline.items()
-            for m in metrics]
+    rows = []
+    for k, b in baseline.items():
+        for m in metrics:
+            rows.append(compare_cell(b, current.get(k), m, z, floor))
+            if rows[-1].status in _SEEDED:
+                rows += compare_seeds(b, current[k], m, z, floor)
     rows += [Row(*k, metric="-", status="new", note="not in the baseline")
              for k in current if k not in baseline]
     return rows
@@ -246,15 +337,18 @@ def failing(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.status in FAILING]
 
 
-def _ms(s: tuple[float, float, int]) -> str:
+def _ms(s: tuple[float, float, int], seed: int | None = None) -> str:
     mean, sd, n = s
-    return "-" if n == 0 else f"{mean:.4f} ± {sd:.4f} (n={n})"
+    if n == 0:
+        return "-"
+    return f"{mean:.4f} (seed {seed})" if seed is not None else f"{mean:.4f} ± {sd:.4f} (n={n})"
 
 
 def render_rows(rows: list[Row]) -> str:
     """The diff table: failures first, then the rest in baseline order."""
     order = sorted(rows, key=lambda r: r.status not in FAILING)
-    table = [[r.status, r.stream, r.model, r.strategy, r.metric, _ms(r.base), _ms(r.now),
+    table = [[r.status, r.stream, r.model, r.strategy, r.metric, _ms(r.base, r.seed),
+              _ms(r.now, r.seed),
               "-" if math.isnan(r.diff) else f"{r.diff:+.4f}",
               "-" if math.isnan(r.tol) else f"{r.tol:.4f}", r.note] for r in order]
     headers = ["status", "stream", "model", "strategy", "metric", "baseline mean ± sd",

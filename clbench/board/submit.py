@@ -15,9 +15,11 @@ Each step rejects the submission (``ClbenchError``: one line, exit 2) with the r
 2. **new**: the leaderboard has no results for that strategy yet;
 3. **results**: the suite's cells (streams x models x seeds, the suite's overrides) are run
    with :func:`clbench.run.sweep.run_cells` into a staging folder, or read from ``--from``;
-4. **schema**: every expected file exists and passes :func:`clbench.results.load_result`,
-   its run succeeded, and its config is the suite's (training, method, model and
-   monosemanticity settings);
+4. **schema**: every expected file exists and passes :func:`clbench.results.load_result`
+   (schema, directions, ranges and agreement with its own accuracy matrix:
+   :mod:`clbench.validation`), its run succeeded, and its config is the suite's (training,
+   method, model and monosemanticity settings); the leaderboard's own results pass the same
+   checks before anything runs, and no submitted file duplicates one of them;
 5. **same data**: each result's stream version is the registered stream's, and its
    fingerprint (which hashes the data and the seed's class order) equals the one recorded by
    the leaderboard's results for the same stream and seed;
@@ -45,11 +47,12 @@ import torch
 import clbench.strategies as builtin_methods
 from clbench.errors import ClbenchError
 from clbench.board.leaderboard import build_leaderboard
-from clbench.results import load_result, load_results, write_json_atomic
+from clbench.results import load_result, load_result_files, write_json_atomic
 from clbench.run.sweep import Planned, plan, run_cells
 from clbench.strategy_api import STRATEGIES
 from clbench.streams import STREAMS
 from clbench.suites import Suite, load_suite
+from clbench.validation import refuse_duplicates
 
 RERUN_ATOL = 1e-6
 #: config keys that must equal the suite's resolved config
@@ -107,9 +110,10 @@ def import_strategy(path: str | Path) -> str:
     return names[0]
 
 
-def _existing(results: Path) -> list[dict[str, Any]]:
-    """The leaderboard's valid results (none if the folder does not exist yet)."""
-    return load_results(results, strict=False) if results.is_dir() else []
+def _existing(results: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The leaderboard's results, every one valid and none twice (none if the folder does not
+    exist yet): a board that would not rebuild is refused before the method runs."""
+    return load_result_files(results) if results.is_dir() else []
 
 
 def check_result(p: Planned, source: Path, known: dict[tuple[str, int], dict[str, Any]]
@@ -174,14 +178,16 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
         raise ClbenchError(f"strategy {name!r} is already on the leaderboard ({len(mine)} files, "
                            f"e.g. {mine[0]}); remove them to resubmit, or rename the method")
     cells = s.cells(strategies=[name])
+    existing = _existing(results)
     staging = Path(from_dir) if from_dir else Path(tempfile.mkdtemp(prefix="clbench-submit-"))
     try:
         if from_dir is None:
             run_cells(cells, staging, s.overrides, data_root, show_progress=show_progress)
         planned = plan(cells, s.overrides, staging, data_root)
         known = {(r["config"]["stream"], int(r["config"]["seed"])): r["stream"]
-                 for r in _existing(results)}
+                 for _, r in existing}
         datas = [check_result(p, staging, known) for p in planned]
+        refuse_duplicates([*existing, *[(p.path, d) for p, d in zip(planned, datas)]])
         diff = rerun_diff(planned[0], datas[0], s.overrides, data_root, show_progress)
         if not diff <= RERUN_ATOL:
             raise ClbenchError(f"{planned[0].cell.stream} seed {planned[0].cell.seed}: a re-run "

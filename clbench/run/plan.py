@@ -60,7 +60,9 @@ def plan(cells: Iterable[Cell], overrides: list[str], results: str | Path,
     """Resolve every cell (errors surface before anything runs) and where its result goes.
 
     A method-scoped override reaches only the cells with that method; one that reaches no cell
-    is a :class:`ClbenchError`."""
+    is a :class:`ClbenchError`. A cell given twice (``--seeds 0,0``, a strategy or stream
+    listed twice) is refused: one result is one run, and a second copy would only narrow the
+    interval."""
     cells = list(cells)
     present = {m for c in cells for m in c.strategy.split("+")}
     for o in overrides:
@@ -69,15 +71,20 @@ def plan(cells: Iterable[Cell], overrides: list[str], results: str | Path,
             have = ", ".join(sorted({c.strategy for c in cells}))
             raise ClbenchError(f"--set {o}: no cell runs method {m!r} (strategies: {have}); "
                                f"add {m!r} to --strategy or drop the override")
-    out = []
+    out: dict[Path, Planned] = {}
     extra = ["task_incremental=true"] if task_incremental else []
     for c in cells:
         cfg = resolve_config(c.stream, c.strategy, c.model, c.seed,
                              [*overrides_for(c.strategy, overrides), *extra], data_root)
         default = resolve_config(c.stream, c.strategy, c.model, c.seed).to_dict()
         tag = params_tag(cfg.to_dict(), default)
-        out.append(Planned(c, cfg, tag, result_path(results, cfg.to_dict(), tag)))
-    return out
+        path = result_path(results, cfg.to_dict(), tag)
+        if path in out:
+            raise ClbenchError(f"cell {c.stream}/{c.model}/{c.strategy} seed {c.seed} is given "
+                               "twice (a seed, strategy, model or stream listed twice); give "
+                               "each once")
+        out[path] = Planned(c, cfg, tag, path)
+    return list(out.values())
 
 
 def is_done(path: Path) -> bool:

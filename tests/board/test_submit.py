@@ -3,6 +3,7 @@ that fail the schema, come from other data or disagree with their re-run are rej
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator
@@ -10,6 +11,7 @@ from typing import Callable, Iterator
 import pytest
 
 from clbench.cli import main
+from clbench.metrics.cl import cl_metrics
 from clbench.results import load_result
 from clbench.strategy_api import STRATEGIES
 from clbench.board.submit import import_strategy
@@ -145,8 +147,11 @@ def _set(path: list[str], value: object) -> Callable[[dict], None]:
 
 
 def _bump_accuracy(d: dict) -> None:
+    """A forged matrix whose metrics were recomputed to match it: only the re-run tells."""
     R = d["accuracy_matrix"]
     R[-1][-1] = R[-1][-1] - 0.01 if R[-1][-1] > 0.5 else R[-1][-1] + 0.01
+    for k, v in cl_metrics(R, d["random_init_accuracy"]).items():
+        d["metrics"][k]["value"] = None if math.isnan(v) else v
 
 
 TAMPER = [
@@ -156,6 +161,11 @@ TAMPER = [
     pytest.param(_set(["config", "train", "epochs"], 3), "config 'train' is not the suite's",
                  id="other-config"),
     pytest.param(_bump_accuracy, "re-run gives a different accuracy matrix", id="not-reproducible"),
+    pytest.param(_set(["metrics", "final_accuracy", "value"], 0.99),
+                 "'final_accuracy' is 0.99, but the file's own accuracy matrix gives",
+                 id="inflated-metric"),
+    pytest.param(_set(["metrics", "final_accuracy", "higher_is_better"], False),
+                 "'final_accuracy' is marked higher_is_better=false", id="direction"),
     pytest.param(None, "missing result", id="missing-file"),
 ]
 
@@ -191,6 +201,37 @@ def test_untampered_from_results_are_accepted(accepted: tuple[Path, int], files:
     assert _submit(files, results, "--from", str(tmp_path / "mine")) == 0
     [folder] = _mine(results)
     assert len(list(folder.glob("seed*.json"))) == 2
+
+
+def test_a_board_holding_a_duplicate_is_refused_before_anything_runs(
+        files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 4: the leaderboard's own results are loaded (validated, duplicates refused)
+    before the method runs, so a publish can never fail half-way on them."""
+    results = _board(tmp_path / "board")
+    copy = results / "old" / "split-digits" / "mlp" / "naive" / "seed0.json"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(results / "split-digits" / "mlp" / "naive" / "seed0.json", copy)
+    assert _submit(files, results) == 2
+    err = _one_error(capsys)
+    assert str(copy) in err and "hold the same result" in err, err
+    assert not _mine(results) and not (results.parent / "README.md").exists()
+
+
+def test_a_submitted_file_duplicating_a_board_result_is_refused(
+        accepted: tuple[Path, int], files: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The board already holds the method's seed 0 under another folder: the submission's own
+    seed 0 would count it twice."""
+    [src] = _mine(accepted[0])
+    shutil.copytree(src, tmp_path / "mine" / "split-digits" / "mlp" / src.name)
+    results = _board(tmp_path / "board")
+    stale = results / "old" / "split-digits" / "mlp" / src.name / "seed0.json"
+    stale.parent.mkdir(parents=True)
+    shutil.copy(src / "seed0.json", stale)
+    assert _submit(files, results, "--from", str(tmp_path / "mine")) == 2
+    err = _one_error(capsys)
+    assert str(stale) in err and "hold the same result" in err, err
+    assert not _mine(results)
 
 
 REGISTRATIONS = [
