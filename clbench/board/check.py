@@ -137,6 +137,13 @@ def write_baseline(results: list[dict[str, Any]], path: str | Path, source: str)
     return write_json_atomic(path, baseline_json(cells, source, software(results)))
 
 
+def _number(v: Any) -> float | None:
+    """A baseline value: a number or null (ValueError otherwise, e.g. ``"high"``)."""
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        raise ValueError(f"value {v!r} is not a number or null")
+    return v
+
+
 def load_baseline(path: str | Path) -> dict[tuple[str, str, str], Cell]:
     """Read a baseline file; a missing or malformed file raises ClbenchError naming the fix."""
     path = Path(path)
@@ -151,7 +158,7 @@ def load_baseline(path: str | Path) -> dict[tuple[str, str, str], Cell]:
                         {int(s): str(f) for s, f in c["fingerprints"].items()}, int(c["failed"]))
             for name, m in c["metrics"].items():
                 check_direction(name, m["higher_is_better"], f"{path}: cell {'/'.join(cell.key)}")
-                cell.values[name] = {int(s): v for s, v in m["values"].items()}
+                cell.values[name] = {int(s): _number(v) for s, v in m["values"].items()}
             cells[cell.key] = cell
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ClbenchError(f"{path}: malformed baseline ({type(e).__name__}: {e}); {fix}") from None

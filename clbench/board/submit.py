@@ -44,7 +44,7 @@ import torch
 
 import clbench.strategies as builtin_methods
 from clbench.errors import ClbenchError
-from clbench.board.leaderboard import build_leaderboard
+from clbench.board.leaderboard import build_leaderboard, check_out_dir
 from clbench.results import load_result, load_results, write_json_atomic
 from clbench.run.sweep import Planned, plan, run_cells
 from clbench.strategy_api import STRATEGIES
@@ -169,6 +169,8 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
     name = import_strategy(file)
     s = suite if isinstance(suite, Suite) else load_suite(suite)
     results = Path(results)
+    out = Path(out_dir) if out_dir else results.parent
+    check_out_dir(out, s.name, s.name, results)  # before anything is run or copied
     mine = sorted(results.glob(f"*/*/{name}/seed*.json")) + sorted(results.glob(f"*/*/{name}@*/seed*.json"))
     if mine:
         raise ClbenchError(f"strategy {name!r} is already on the leaderboard ({len(mine)} files, "
@@ -192,6 +194,5 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
     finally:
         if from_dir is None:
             shutil.rmtree(staging, ignore_errors=True)
-    out = Path(out_dir) if out_dir else results.parent
     outputs = build_leaderboard(results, out, name=s.name, suite=s)
     return Submission(name, written, outputs, diff)

@@ -33,6 +33,8 @@ class Planned:
 def plan(cells: Iterable[Cell], overrides: list[str], results: str | Path,
          data_root: str | None = None, task_incremental: bool = False) -> list[Planned]:
     """Resolve every cell (errors surface before anything runs) and where its result goes."""
+    if Path(results).exists() and not Path(results).is_dir():
+        raise ClbenchError(f"--results {results}: a file, not a folder; give a results folder")
     out = []
     extra = ["task_incremental=true"] if task_incremental else []
     for c in cells:
