@@ -7,7 +7,10 @@
 --seeds <its seeds> --results my-results``, with the method's file in ``strategies/``.)
 
 The file is imported and run: it is code, so read it before submitting someone else's.
-Each step rejects the submission (``ClbenchError``: one line, exit 2) with the reason:
+Each step rejects the submission (``ClbenchError``: one line, exit 2) with the reason. Before
+any of them, the leaderboard folder (``--out-dir``, default the results folder's parent) must be
+that suite's marked board or a new one (:func:`clbench.board.leaderboard.check_out_dir`), so a
+submission never runs only to be refused, nor overwrites a project's README.md:
 
 1. **one method**: importing the file registers exactly one new strategy; its name is the
    submission's (a file already in ``strategies/`` is imported on the registry's first lookup: its one
