@@ -188,7 +188,6 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
     for k in ("momentum", "weight_decay"):
         if not train[k] >= 0:
             raise ClbenchError(f"--set {k}={train[k]}: must be at least 0")
-    check_method_params(sparams)
     dev = str(train["device"])
     if dev != "cpu" and not dev.startswith("cuda"):
         raise ClbenchError(f"--set device={dev}: choose cpu or cuda (cuda:N for one GPU of several)")
@@ -199,8 +198,9 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
         raise ClbenchError(f"--set validation={train['validation']}: must be in [0, 1), e.g. 0.2")
     check_settings(mono)
     for spec in specs:
-        if spec.check is not None:
+        if spec.check is not None:  # a method's own message first, then the generic rule
             spec.check(sparams[spec.name])
+    check_method_params(sparams)
     if task_il:
         for spec in specs:
             if spec.no_task_il:
