@@ -99,8 +99,13 @@ def checkpoint_files(result_json: str | Path, data: dict[str, Any]) -> list[tupl
 
 def load_state(path: str | Path) -> dict[str, Tensor]:
     """A state dict saved by :func:`save_checkpoints` (tensors only, on the CPU)."""
+    fix = "re-run the cell with --keep-checkpoints --no-resume"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, and how to recover
-        raise ClbenchError(f"{path}: not a readable checkpoint ({type(e).__name__}); re-run the "
-                           "cell with --keep-checkpoints --no-resume") from None
+        raise ClbenchError(f"{path}: not a readable checkpoint ({type(e).__name__}); {fix}") from None
+    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, Tensor)
+                                            for k, v in state.items())):
+        raise ClbenchError(f"{path}: holds a {type(state).__name__}, not a state dict of "
+                           f"tensors; {fix}")
+    return state

@@ -158,7 +158,11 @@ def _add_leaderboard_verbs(sub: Any) -> None:
     lb.add_argument("--name", default="leaderboard", help="its name: the CSV's file name and the "
                                                           "title (e.g. cpu-v1)")
     lb.add_argument("--out-dir", default=None, help="where to write (default: the results "
-                                                    "folder's parent)")
+                                                    "folder's parent): a leaderboard folder "
+                                                    "(marked by clbench-leaderboard.json) or a "
+                                                    "new or empty one")
+    lb.add_argument("--init", action="store_true", help="make --out-dir a leaderboard folder "
+                    "even though it holds other files (the board's files there are replaced)")
     lb.add_argument("--metric", default="final_accuracy", help="metric to rank on")
     lb.add_argument("--suite", default=None, help="only the results of this suite's cells "
                     "(its streams, models and seeds), e.g. cpu-v1")
@@ -196,7 +200,8 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     from clbench.board.leaderboard import build_leaderboard
 
     out = Path(a.out_dir) if a.out_dir else Path(a.results).parent
-    for p in build_leaderboard(a.results, out, a.name, a.metric, a.title, suite=a.suite):
+    for p in build_leaderboard(a.results, out, a.name, a.metric, a.title, suite=a.suite,
+                               init=a.init):
         print(p)
     return 0
 
@@ -361,7 +366,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     from clbench.results import load_result
     from clbench.run.plan import is_done, plan, refuse_done_without_checkpoints
     from clbench.run.sweep import run_cells
+    from clbench.metrics.registry import metric
 
+    metric(a.metric)  # a typo fails now, not after the sweep
     if a.threads is not None:
         if a.threads < 1:
             raise ClbenchError(f"--threads {a.threads}: must be at least 1")

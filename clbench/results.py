@@ -44,6 +44,7 @@ from typing import Any
 from clbench.atomic import write_text_atomic
 from clbench.checkpoints import CheckpointSet, save_checkpoints, validate_block
 from clbench.errors import ClbenchError
+from clbench.names import check_name, name_problem
 from clbench.validation import check_result, refuse_duplicates
 
 SCHEMA = "clbench.result/1"
@@ -101,7 +102,12 @@ def params_tag(config: dict[str, Any], defaults: dict[str, Any]) -> str:
 
 
 def result_path(root: str | Path, config: dict[str, Any], tag: str = "") -> Path:
-    """``<root>/<stream>/<model>/<strategy><tag>/seed<k>.json``."""
+    """``<root>/<stream>/<model>/<strategy><tag>/seed<k>.json``; every part must be one safe
+    path component (:mod:`clbench.names`), so no result lands outside ``root``."""
+    for kind in ("stream", "model", "strategy"):
+        check_name(kind, config[kind])
+    if not _is_int(config["seed"]) or config["seed"] < 0:
+        raise ClbenchError(f"seed {config['seed']!r}: seeds are non-negative integers")
     return (Path(root) / config["stream"] / config["model"] / f"{config['strategy']}{tag}"
             / f"seed{config['seed']}.json")
 
@@ -113,9 +119,45 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     return write_text_atomic(path, text)
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _non_finite(data: Any, where: str) -> list[str]:
+    """The paths (``per_experience[0].method.loss``) of the non-finite floats in ``data``,
+    each replaced by None in place (JSON has no NaN or infinity)."""
+    if isinstance(data, dict):
+        items = [(k, f"{where}.{k}" if where else str(k)) for k in data]
+    elif isinstance(data, list):
+        items = [(i, f"{where}[{i}]") for i in range(len(data))]
+    else:
+        return []
+    found: list[str] = []
+    for k, here in items:
+        v = data[k]
+        if isinstance(v, float) and not math.isfinite(v):
+            data[k] = None
+            found.append(here)
+        else:
+            found += _non_finite(v, here)
+    return found
+
+
 def write_result(result: RunResult, root: str | Path, tag: str = "") -> Path:
-    """Write ``result`` (and its checkpoints first, if it kept any) under ``root``."""
-    data = result.to_json()
+    """Write ``result`` (and its checkpoints first, if it kept any) under ``root``.
+
+    A non-finite number outside ``metrics`` (where null means "undefined"), e.g. a method's
+    NaN loss in ``per_experience``, is written as null and the result recorded as failed,
+    naming where it was: the sweep goes on, and the cell is re-run on the next start."""
+    data = json.loads(json.dumps(result.to_json(), default=str))  # a copy to clean in place
+    rest = {k: v for k, v in data.items() if k != "metrics"}
+    bad = _non_finite(rest, "")
+    data = {k: data[k] if k == "metrics" else rest[k] for k in data}
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        data["status"] = "failed"
+        data["error"] = (f"non-finite value at {', '.join(bad[:3])}{more}"
+                         + (f"; {data['error']}" if data.get("error") else ""))
     validate(data, source="result to write")
     path = result_path(root, result.config, tag)
     if result.checkpoints is not None and result.checkpoints.states:
@@ -148,6 +190,13 @@ def validate(data: Any, source: str = "result") -> None:
     for key in ("stream", "strategy", "model", "seed"):
         if key not in data["config"]:
             raise bad(f"config lacks {key!r}")
+    for key in ("stream", "strategy", "model"):
+        if (why := name_problem(data["config"][key])) is not None:
+            raise bad(f"config.{key} {data['config'][key]!r} {why}")
+    if not _is_int(data["config"]["seed"]) or data["config"]["seed"] < 0:
+        raise bad(f"config.seed {data['config']['seed']!r} is not a non-negative integer")
+    if "label" in data and (why := name_problem(data["label"])) is not None:
+        raise bad(f"label {data['label']!r} {why}")
     for key in ("name", "version", "fingerprint"):
         if key not in data["stream"]:
             raise bad(f"stream lacks {key!r}")
@@ -161,6 +210,9 @@ def validate(data: Any, source: str = "result") -> None:
     for name, m in data["metrics"].items():
         if not isinstance(m, dict) or "value" not in m or "higher_is_better" not in m:
             raise bad(f"metric {name!r} needs 'value' and 'higher_is_better'")
+        v = m["value"]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise bad(f"metric {name!r} has value {v!r}, not a number or null")
     flags = data.get("flags", [])
     if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
         raise bad("'flags' should be a list of strings")
@@ -179,8 +231,14 @@ def read_json(path: str | Path, what: str, if_invalid: str, if_missing: str = ""
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise ClbenchError(f"{path}: no such {what} file" + (f"; {if_missing}" if if_missing else "")) from None
+    except IsADirectoryError:
+        raise ClbenchError(f"{path}: a folder, not a {what} file; move it away") from None
+    except OSError as e:
+        raise ClbenchError(f"{path}: cannot read it ({e.strerror or e}); check its permissions") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ClbenchError(f"{path}: not valid JSON ({e}); {if_invalid}") from None
+    except RecursionError:
+        raise ClbenchError(f"{path}: JSON nested too deeply to be a {what} file; {if_invalid}") from None
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

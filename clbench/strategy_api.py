@@ -50,6 +50,7 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from clbench.errors import ClbenchError
+from clbench.names import name_problem
 from clbench.registry import Registry
 from clbench.streams import Stream
 
@@ -119,6 +120,8 @@ def register_strategy(name: str, *, description: str, kind: Kind = "plugin",
     """Decorator registering a method builder ``f(params, ctx) -> plugin | strategy factory``."""
     if "+" in name:
         raise ValueError(f"strategy name {name!r} may not contain '+' (it joins methods)")
+    if (why := name_problem(name)) is not None:  # it names a results folder
+        raise ValueError(f"strategy name {name!r} {why}")
     defaults = dict(defaults or {})
     fam = {k: dict(v) for k, v in (family_defaults or {}).items()}
     for family, params in fam.items():

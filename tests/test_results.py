@@ -77,7 +77,7 @@ def test_failed_write_leaves_no_file_and_no_temp(target: str, fake: Callable[...
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     module, name = target.split(".")
     monkeypatch.setattr({"json": json, "os": os}[module], name, fake)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(ClbenchError, match="simulated"):  # one line naming the file
         write_result(real_result, tmp_path)
     monkeypatch.undo()
     final = result_path(tmp_path, real_result.config)
@@ -90,7 +90,7 @@ def test_failed_rewrite_keeps_the_previous_file(real_result: RunResult, tmp_path
     path = write_result(real_result, tmp_path)
     before = path.read_bytes()
     monkeypatch.setattr(os, "fsync", _fsync_fails)
-    with pytest.raises(OSError):
+    with pytest.raises(ClbenchError, match="unchanged"):
         write_result(real_result, tmp_path)
     monkeypatch.undo()
     assert path.read_bytes() == before

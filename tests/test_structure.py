@@ -12,7 +12,7 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {"run": ["config", "plan", "runner", "sweep", "executors", "bridge", "fastdata", "cost",
-                  "provenance", "mono", "plugins"],
+                  "provenance", "mono", "plugins", "lock"],
           "board": ["rank", "stats", "plots", "page", "leaderboard", "check", "submit"]}
 
 
@@ -61,8 +61,8 @@ def test_folders_by_stage() -> None:
         for m in modules:
             assert (ROOT / "clbench" / stage / f"{m}.py").is_file(), f"clbench/{stage}/{m}.py"
     flat = sorted(p.stem for p in (ROOT / "clbench").glob("*.py"))
-    assert flat == ["__init__", "__main__", "atomic", "checkpoints", "cli", "errors", "registry", "results",
-                    "strategy_api", "streams", "validation", "version"]
+    assert flat == ["__init__", "__main__", "atomic", "checkpoints", "cli", "errors", "names", "registry",
+                    "results", "strategy_api", "streams", "validation", "version"]
 
 
 def test_every_package_is_installed() -> None:

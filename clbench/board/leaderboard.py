@@ -8,7 +8,12 @@ With ``suite``, only the results of the suite's cells count (its streams, models
 strategy, so a submitted method is ranked beside the suite's): one results folder can hold
 several suites, and a suite's board does not change while another suite's runs are added.
 
-Writes, into ``out_dir`` (each file atomically, nothing else touched):
+Writes, into ``out_dir`` (all of these files or none, nothing else touched):
+
+* ``clbench-leaderboard.json``: the marker of a leaderboard folder (its name and suite).
+  clbench writes only into a folder that holds one, or into a new or empty folder (which it
+  marks), so a mistyped ``--out-dir`` (or the default, the results folder's parent) never
+  overwrites a project's own README.md; ``--init`` marks an existing folder on purpose;
 
 * ``README.md``: the ranked tables of :mod:`clbench.board.rank` (per stream with CI rank, and the
   mean rank across streams), the Friedman / Nemenyi result of :mod:`clbench.board.stats` and the
@@ -21,19 +26,28 @@ Writes, into ``out_dir`` (each file atomically, nothing else touched):
   front marked (:mod:`clbench.board.plots`);
 * ``index.html``: the sortable page (:mod:`clbench.board.page`).
 
-The output depends only on the result files and the arguments (no timestamps, no absolute
+Every file is first written into a staging folder inside ``out_dir`` and then renamed into
+place, so a rebuild that fails (a figure that cannot be drawn, a full disk) leaves the old
+files as they were. The output depends only on the result files and the arguments (no timestamps, no absolute
 paths): regenerating from the same results gives the same bytes, which a test checks for the
 committed leaderboard.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from clbench.atomic import write_text_atomic
+from clbench.errors import ClbenchError
+from clbench.names import check_name
 from clbench.board.page import Image, Page, render_page
 from clbench.board.plots import ParetoPanel, cd_diagram, pareto_figure
 from clbench.board.rank import Tables, rank_results, render
@@ -44,6 +58,10 @@ from clbench.suites import Suite, load_suite
 
 CD_PNG, STATE_PNG, TIME_PNG = "cd-diagram.png", "pareto-state.png", "pareto-time.png"
 FORGETTING_MD = "forgetting.md"
+#: the file that marks a folder as a clbench leaderboard (see the module docstring)
+MARKER = "clbench-leaderboard.json"
+MARKER_SCHEMA = "clbench.leaderboard/1"
+STAGING_PREFIX = ".clbench-staging-"
 #: the y axis of the Pareto views
 PARETO_VALUE = "final_accuracy"
 
@@ -127,40 +145,113 @@ def command_line(results: str | Path, name: str, metric: str = "final_accuracy",
     return " ".join(parts)
 
 
+def marker_json(name: str, suite: str | None) -> str:
+    return json.dumps({"schema": MARKER_SCHEMA, "name": name, "suite": suite}, indent=1) + "\n"
+
+
+def read_marker(out: Path) -> dict[str, Any] | None:
+    """The marker of leaderboard folder ``out``, None if it has none (ClbenchError if bad)."""
+    path = out / MARKER
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ClbenchError(f"{path}: unreadable leaderboard marker ({e}); delete it and "
+                           "rebuild with --init") from None
+    if not (isinstance(data, dict) and data.get("schema") == MARKER_SCHEMA):
+        raise ClbenchError(f"{path}: not a {MARKER_SCHEMA} marker; delete it and rebuild with --init")
+    return data
+
+
+def check_out_dir(out: Path, name: str, suite: str | None, results: str | Path | None = None,
+                  init: bool = False) -> None:
+    """Refuse (ClbenchError, naming the fix) to write board ``name`` into ``out`` unless it is
+    that board's marked folder, a new folder, an empty one (but for the ``results`` folder
+    being ranked), or ``init`` marks it on purpose."""
+    if out.exists() and not out.is_dir():
+        raise ClbenchError(f"{out}: a file, not a folder; give a leaderboard folder with --out-dir")
+    marker = read_marker(out)
+    if marker is None:
+        own = Path(results).resolve() if results is not None else None
+        if out.is_dir() and any(p.resolve() != own for p in out.iterdir()) and not init:
+            raise ClbenchError(f"{out} is not empty and not a clbench leaderboard (it has no "
+                               f"{MARKER}): writing there could overwrite its README.md; give a "
+                               "new or empty folder with --out-dir, or add --init to make this "
+                               "one a leaderboard")
+        return
+    if (marker.get("name"), marker.get("suite")) != (name, suite):
+        raise ClbenchError(f"{out} is the leaderboard {marker.get('name')!r} (suite "
+                           f"{marker.get('suite')}), not {name!r} (suite {suite}); give its own "
+                           "folder with --out-dir")
+
+
+def _publish(out: Path, build: Any) -> list[Path]:
+    """Run ``build(staging) -> [files]`` in a staging folder inside ``out``, then move every
+    file into ``out``; if ``build`` fails, ``out`` is left as it was."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob(f"{STAGING_PREFIX}*"):  # a killed rebuild's; ours are renamed away
+        shutil.rmtree(old, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    try:
+        staged = build(staging)
+        paths = []
+        for f in staged:
+            os.replace(f, out / f.name)
+            paths.append(out / f.name)
+        return paths
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def build_leaderboard(results: str | Path, out_dir: str | Path, name: str,
                       metric: str = "final_accuracy", title: str | None = None,
-                      command: str | None = None, suite: "str | Suite | None" = None) -> list[Path]:
+                      command: str | None = None, suite: "str | Suite | None" = None,
+                      init: bool = False) -> list[Path]:
     """Write every leaderboard file for the results under ``results`` (those of ``suite``'s
-    cells only, when given) into ``out_dir``."""
+    cells only, when given) into ``out_dir``, a leaderboard folder (see :func:`check_out_dir`;
+    ``init`` marks a non-empty folder as one)."""
     out = Path(out_dir)
+    check_name("leaderboard", name)
+    suite_name = suite if isinstance(suite, str) or suite is None else suite.name
+    check_out_dir(out, name, suite_name, results, init)
     command = command or command_line(results, name, metric, title, suite)
     title = title or f"clbench leaderboard: {name}"
     loaded = in_suite(load_results(results), suite)
     if not loaded:
-        from clbench.errors import ClbenchError
-        label = suite if isinstance(suite, str) else getattr(suite, "name", suite)
-        raise ClbenchError(f"no results of suite {label!r} under {results}; run it first: "
-                           f"clbench run --suite {label} --results {results}")
+        raise ClbenchError(f"no results of suite {suite_name!r} under {results}; run it first: "
+                           f"clbench run --suite {suite_name} --results {results}")
     tables = rank_results(loaded, metric)
     test = friedman_nemenyi(means_matrix(tables), tables.higher_is_better)
     csv_name = f"{name}.csv"
-    paths = [write_text_atomic(out / "README.md", readme_text(title, command, tables, test, csv_name)),
-             write_text_atomic(out / csv_name, render(tables, "csv")),
-             write_text_atomic(out / FORGETTING_MD,
-                         f"# {title}, ranked on forgetting\n\nGenerated by `{command}`.\n\n"
-                         + render(rank_results(loaded, "forgetting_max"), "md")),
-             cd_diagram(test, out / CD_PNG, tables.metric),
-             pareto_figure(pareto_panels(tables, "state"), "state kept between experiences (MB)",
-                           "final accuracy %", out / STATE_PNG,
-                           "Final accuracy vs memory (red: Pareto front)"),
-             pareto_figure(pareto_panels(tables, "time"), "train + eval seconds",
-                           "final accuracy %", out / TIME_PNG,
-                           "Final accuracy vs run time (red: Pareto front)")]
-    page = Page(title, command, tables, test,
-                figures=[Image(CD_PNG, "Critical-difference diagram of the mean ranks"),
-                         Image(STATE_PNG, "Final accuracy vs state kept between experiences"),
-                         Image(TIME_PNG, "Final accuracy vs train + eval time")],
-                links=[(csv_name, f"all metrics ({csv_name})"),
-                       (FORGETTING_MD, "ranked on forgetting"), ("README.md", "README.md")])
-    paths.append(write_text_atomic(out / "index.html", render_page(page)))
-    return paths
+
+    def build(stage: Path) -> list[Path]:
+        paths = [write_text_atomic(stage / MARKER, marker_json(name, suite_name)),
+                 write_text_atomic(stage / "README.md",
+                                   readme_text(title, command, tables, test, csv_name)),
+                 write_text_atomic(stage / csv_name, render(tables, "csv")),
+                 write_text_atomic(stage / FORGETTING_MD,
+                                   f"# {title}, ranked on forgetting\n\nGenerated by `{command}`.\n\n"
+                                   + render(rank_results(loaded, "forgetting_max"), "md")),
+                 cd_diagram(test, stage / CD_PNG, tables.metric),
+                 pareto_figure(pareto_panels(tables, "state"), "state kept between experiences (MB)",
+                               "final accuracy %", stage / STATE_PNG,
+                               "Final accuracy vs memory (red: Pareto front)"),
+                 pareto_figure(pareto_panels(tables, "time"), "train + eval seconds",
+                               "final accuracy %", stage / TIME_PNG,
+                               "Final accuracy vs run time (red: Pareto front)")]
+        page = Page(title, command, tables, test,
+                    figures=[Image(CD_PNG, "Critical-difference diagram of the mean ranks"),
+                             Image(STATE_PNG, "Final accuracy vs state kept between experiences"),
+                             Image(TIME_PNG, "Final accuracy vs train + eval time")],
+                    links=[(csv_name, f"all metrics ({csv_name})"),
+                           (FORGETTING_MD, "ranked on forgetting"), ("README.md", "README.md")])
+        paths.append(write_text_atomic(stage / "index.html", render_page(page)))
+        return paths
+
+    return _publish(out, build)

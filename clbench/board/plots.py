@@ -6,7 +6,9 @@
 
 Figures are drawn on a bare :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot state) and
 saved without a ``Software`` stamp, so the same numbers give the same bytes; every file is
-written to a temp name in its folder and renamed into place.
+written to a temp name in its folder and renamed into place. Names (strategies, labels,
+streams, metrics) are drawn as plain text (``parse_math=False``): a label such as ``$x$`` is
+shown as typed, never parsed as mathtext.
 
 * :func:`cd_diagram` follows Demšar (2006, JMLR 7, Fig. 1): an axis of mean ranks (1 = best)
   with each strategy's rank marked, the best half labelled on the left and the rest on the
@@ -87,17 +89,17 @@ def cd_diagram(test: RankTest, path: str | Path, metric: str) -> Path:
         ax.plot([v], [0], marker="o", ms=3, color="black")
         label = f"{name} ({v:.2f})" if on_left else f"({v:.2f}) {name}"
         ax.text(end_x - 0.1 if on_left else end_x + 0.1, y, label, va="center",
-                ha="right" if on_left else "left", fontsize=9)
+                ha="right" if on_left else "left", fontsize=9, parse_math=False)
     title = f"Mean rank on {metric} over {test.n_streams} streams (1 = best)"
     ax.text((lo_x + hi_x) / 2, 1.3, title, ha="center", va="bottom", fontsize=10,
-            fontweight="bold")
+            fontweight="bold", parse_math=False)
     if test.statistic is None:
         note = str(test.reason)
     else:
         note = (f"Friedman chi2 = {test.statistic:.1f}, p = {test.p_value:.2g}; Nemenyi "
                 f"alpha = {test.alpha:g}: strategies joined by a bar are not shown to differ")
     ax.text((lo_x + hi_x) / 2, bottom - 0.3, note, ha="center", va="top", fontsize=8,
-            style="italic")
+            style="italic", parse_math=False)
     return save_png(fig, path)
 
 
@@ -171,7 +173,7 @@ def _place_labels(ax: Axes, labels: list[str], cost: list[float], value: list[fl
         placed.append((x0, x1, y))
         ax.annotate(labels[i], (cost[i], value[i]), xytext=(x0, y), textcoords="axes fraction",
                     fontsize=7, va="bottom", color="black" if front[i] else "#555555",
-                    fontweight="bold" if front[i] else "normal",
+                    fontweight="bold" if front[i] else "normal", parse_math=False,
                     arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#999999"} if moved else None)
 
 
@@ -194,11 +196,12 @@ def pareto_figure(panels: list[ParetoPanel], cost_label: str, value_label: str,
             ax.scatter([c], [v], s=28 if f else 16, color=FRONT if f else OTHER, zorder=2,
                        edgecolors="black" if f else "none", linewidths=0.5)
         _place_labels(ax, p.labels, p.cost, p.value, front)
-        ax.set_title(p.title, fontsize=10)
-        ax.set_xlabel(cost_label, fontsize=9)
-        ax.set_ylabel(value_label, fontsize=9)
+        ax.set_title(p.title, fontsize=10, parse_math=False)
+        ax.set_xlabel(cost_label, fontsize=9, parse_math=False)
+        ax.set_ylabel(value_label, fontsize=9, parse_math=False)
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3, lw=0.5)
-    fig.suptitle(title or f"{value_label} vs {cost_label} (red: Pareto front)", fontsize=11)
+    fig.suptitle(title or f"{value_label} vs {cost_label} (red: Pareto front)", fontsize=11,
+                 parse_math=False)
     fig.tight_layout()
     return save_png(fig, path)

@@ -7,7 +7,10 @@
 --seeds <its seeds> --results my-results``, with the method's file in ``strategies/``.)
 
 The file is imported and run: it is code, so read it before submitting someone else's.
-Each step rejects the submission (``ClbenchError``: one line, exit 2) with the reason:
+Each step rejects the submission (``ClbenchError``: one line, exit 2) with the reason. Before
+any of them, the leaderboard folder (``--out-dir``, default the results folder's parent) must be
+that suite's marked board or a new one (:func:`clbench.board.leaderboard.check_out_dir`), so a
+submission never runs only to be refused, nor overwrites a project's README.md:
 
 1. **one method**: importing the file registers exactly one new strategy; its name is the
    submission's (a file already in ``strategies/`` is imported on the registry's first lookup: its one
@@ -46,7 +49,7 @@ import torch
 
 import clbench.strategies as builtin_methods
 from clbench.errors import ClbenchError
-from clbench.board.leaderboard import build_leaderboard
+from clbench.board.leaderboard import build_leaderboard, check_out_dir
 from clbench.results import load_result, load_result_files, write_json_atomic
 from clbench.run.sweep import Planned, plan, run_cells
 from clbench.strategy_api import STRATEGIES
@@ -173,6 +176,8 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
     name = import_strategy(file)
     s = suite if isinstance(suite, Suite) else load_suite(suite)
     results = Path(results)
+    out = Path(out_dir) if out_dir else results.parent
+    check_out_dir(out, s.name, s.name, results)  # before anything is run or copied
     mine = sorted(results.glob(f"*/*/{name}/seed*.json")) + sorted(results.glob(f"*/*/{name}@*/seed*.json"))
     if mine:
         raise ClbenchError(f"strategy {name!r} is already on the leaderboard ({len(mine)} files, "
@@ -198,6 +203,5 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
     finally:
         if from_dir is None:
             shutil.rmtree(staging, ignore_errors=True)
-    out = Path(out_dir) if out_dir else results.parent
     outputs = build_leaderboard(results, out, name=s.name, suite=s)
     return Submission(name, written, outputs, diff)

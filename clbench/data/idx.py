@@ -19,6 +19,7 @@ starts with the gzip bytes ``1f 8b``).
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def parse_idx(buf: bytes, magic: int, source: Path | str) -> np.ndarray:
     if len(buf) < header:
         raise DataError(f"{source}: truncated IDX header ({len(buf)} of {header} bytes); {_FIX}")
     dims = tuple(int(d) for d in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
-    want = header + int(np.prod(dims, dtype=np.int64))
+    want = header + math.prod(dims)  # Python ints: a forged header cannot overflow
     if len(buf) < want:
         raise DataError(
             f"{source}: truncated IDX file (header says {dims}, needs {want} bytes, "

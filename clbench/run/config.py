@@ -14,6 +14,8 @@ naming the key and the expected form. The resolved config is saved in every resu
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -99,7 +101,11 @@ def parse_value(key: str, text: str, default: Any) -> Any:
         if kind is int:
             return int(text)
         if kind is float:
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise ClbenchError(f"--set {key}={text}: must be a finite number "
+                                   f"(default {default!r})")
+            return value
         if kind is tuple:
             return tuple(int(v) for v in text.split(",") if v.strip())
         if default is None or kind is str:
@@ -109,6 +115,15 @@ def parse_value(key: str, text: str, default: Any) -> Any:
     form = {bool: "true or false", int: "an integer", float: "a number",
             tuple: "comma-separated integers, e.g. 400,400"}.get(kind, kind.__name__)
     raise ClbenchError(f"--set {key}={text}: expected {form} (default {default!r})")
+
+
+def check_method_params(sparams: dict[str, dict[str, Any]]) -> None:
+    """Every numeric method parameter (a weight, a size, a temperature) is at least 0: a
+    negative one fails only inside training, so it is refused here, before any cell runs."""
+    for m, ps in sparams.items():
+        for k, v in ps.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise ClbenchError(f"--set {m}.{k}={v}: must be at least 0")
 
 
 def split_override(item: str) -> tuple[str, str]:
@@ -122,6 +137,8 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
                    overrides: Iterable[str] = (), data_root: str | None = None,
                    options: dict[str, Any] | None = None) -> RunConfig:
     """Defaults for (stream family, strategy, model) with ``overrides`` applied and checked."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise ClbenchError(f"seed {seed!r}: seeds are integers from 0 to 2**32-1, e.g. --seeds 0,1,2")
     family = STREAMS.get(stream).meta["family"]
     text_model = MODELS.get(model).meta.get("input") == "text"
     if text_model != (family == "text"):
@@ -168,6 +185,9 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
             raise ClbenchError(f"--set {k}={train[k]}: must be at least 1")
     if not train["lr"] > 0:
         raise ClbenchError(f"--set lr={train['lr']}: must be positive")
+    for k in ("momentum", "weight_decay"):
+        if not train[k] >= 0:
+            raise ClbenchError(f"--set {k}={train[k]}: must be at least 0")
     dev = str(train["device"])
     if dev != "cpu" and not dev.startswith("cuda"):
         raise ClbenchError(f"--set device={dev}: choose cpu or cuda (cuda:N for one GPU of several)")
@@ -178,8 +198,9 @@ def resolve_config(stream: str, strategy: str, model: str, seed: int = 0,
         raise ClbenchError(f"--set validation={train['validation']}: must be in [0, 1), e.g. 0.2")
     check_settings(mono)
     for spec in specs:
-        if spec.check is not None:
+        if spec.check is not None:  # a method's own message first, then the generic rule
             spec.check(sparams[spec.name])
+    check_method_params(sparams)
     if task_il:
         for spec in specs:
             if spec.no_task_il:

@@ -48,7 +48,7 @@ from clbench.registry import Registry
 from clbench.results import RunResult
 from clbench.run.plan import Planned
 from clbench.run.provenance import determinism_settings, provenance
-from clbench.run.runner import Progress, run
+from clbench.run.runner import Progress, build_model, run
 from clbench.streams import STREAMS, Stream, build_stream
 
 #: writes one finished cell's result (atomically) and advances the progress bar; returns its path
@@ -99,6 +99,31 @@ def preflight(p: Planned, opts: SweepOptions) -> None:
                   n_prose=t["stream.n_prose"], data_root=p.config.data_root)
     if not p.config.model_params.get("weights"):
         smollm2_gguf()
+
+
+def check_layers(todo: list[Planned], opts: SweepOptions) -> None:
+    """A hook layer named in a setting (``mono.layer``, a method's ``layer``) that the cell's
+    model lacks is a ClbenchError before any cell runs, not a failure after training: the
+    model is built (untrained) once per distinct (stream, model, settings) naming a layer."""
+    from clbench.sae.capture import hook_module  # lazy: only when a layer is named
+
+    seen: set[str] = set()
+    for p in todo:
+        c = p.config
+        named = [(f"{m}.layer", ps["layer"]) for m, ps in c.strategy_params.items()
+                 if isinstance(ps.get("layer"), str) and ps["layer"]]
+        if c.mono["layer"] and c.mono["when"] != "off":
+            named.append(("mono.layer", c.mono["layer"]))
+        key = repr((p.cell.stream, p.cell.model, c.model_params, c.task_incremental, named))
+        if not named or key in seen or is_text(p):
+            continue
+        seen.add(key)
+        model = build_model(c, cached_stream(p.cell.stream, p.cell.seed, opts))
+        for setting, layer in named:
+            try:
+                hook_module(model, layer)
+            except ClbenchError as e:
+                raise ClbenchError(f"--set {setting}={layer}: {e}") from None
 
 
 def n_experiences(p: Planned, opts: SweepOptions) -> int:

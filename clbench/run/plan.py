@@ -63,6 +63,8 @@ def plan(cells: Iterable[Cell], overrides: list[str], results: str | Path,
     is a :class:`ClbenchError`. A cell given twice (``--seeds 0,0``, a strategy or stream
     listed twice) is refused: one result is one run, and a second copy would only narrow the
     interval."""
+    if Path(results).exists() and not Path(results).is_dir():
+        raise ClbenchError(f"--results {results}: a file, not a folder; give a results folder")
     cells = list(cells)
     present = {m for c in cells for m in c.strategy.split("+")}
     for o in overrides:

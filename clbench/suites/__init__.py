@@ -9,6 +9,8 @@ A suite file has ``name``, ``version``, ``description``, ``streams``, ``models``
 ``exclude`` (cells left out: mappings ``{stream, strategy, reason}``, e.g. a method that cannot
 run a task-incremental stream; the reason is shown where the suite is listed) and
 ``expected_minutes``. Unknown keys, missing keys and wrong types are errors naming the key.
+A suite file is plain YAML of at most :data:`MAX_BYTES` bytes, UTF-8, without anchors or
+aliases (``&a`` / ``*a``: a few hundred bytes of nested aliases expand to gigabytes).
 """
 from __future__ import annotations
 
@@ -19,10 +21,13 @@ from typing import Any
 import yaml
 
 from clbench.errors import ClbenchError
+from clbench.names import check_name
 from clbench.registry import unknown_name_message
 
 SUITE_DIR = Path(__file__).parent
 _LISTS = ("streams", "models", "strategies", "seeds")
+#: the largest suite file read (the built-in ones are under 4 KB)
+MAX_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,32 @@ def load_suite(name_or_path: str) -> Suite:
             raise ClbenchError(unknown_name_message("suite", name_or_path, suite_names())
                                + " (or give the path of a .yaml suite file)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path)
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""
         raise ClbenchError(f"{path}: malformed YAML{at}; fix the file's syntax") from None
     return parse_suite(data, str(path))
+
+
+def read_yaml(path: Path) -> Any:
+    """``path`` parsed with ``yaml.safe_load``, after refusing (ClbenchError) a file over
+    :data:`MAX_BYTES`, one not in UTF-8, and one with an anchor or alias."""
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ClbenchError(f"{path}: {path.stat().st_size} bytes; a suite file is at most "
+                               f"{MAX_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ClbenchError(f"{path}: not UTF-8 text (byte {e.start}); save the suite as UTF-8") from None
+    except OSError as e:
+        raise ClbenchError(f"{path}: cannot read it ({e.strerror or e})") from None
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            line = event.start_mark.line + 1
+            raise ClbenchError(f"{path}: YAML anchors and aliases (&name, *name) are not "
+                               f"allowed in a suite (line {line}); write the values out")
+    return yaml.safe_load(text)
 
 
 def parse_suite(data: Any, source: str) -> Suite:
@@ -104,8 +129,13 @@ def parse_suite(data: Any, source: str) -> Suite:
         v = data[k]
         if not isinstance(v, list) or not v:
             raise ClbenchError(f"{source}: {k!r} must be a non-empty list")
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in data["seeds"]):
-        raise ClbenchError(f"{source}: 'seeds' must be a list of integers")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32
+               for s in data["seeds"]):
+        raise ClbenchError(f"{source}: 'seeds' must be a list of integers from 0 to 2**32-1")
+    try:
+        check_name("suite", str(data["name"]))
+    except ClbenchError as e:
+        raise ClbenchError(f"{source}: {e}") from None
     for k in ("streams", "models", "strategies"):
         if not all(isinstance(s, str) for s in data[k]):
             raise ClbenchError(f"{source}: {k!r} must be a list of names")

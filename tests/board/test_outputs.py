@@ -17,7 +17,7 @@ from clbench.suites import load_suite
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = ROOT / "leaderboard"
 GENERATED = ["README.md", "cpu-v1.csv", "forgetting.md", "cd-diagram.png", "pareto-state.png",
-             "pareto-time.png", "index.html"]
+             "pareto-time.png", "index.html", "clbench-leaderboard.json"]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_leaderboard_verb_on_a_small_folder(tmp_path: Path) -> None:
             shutil.copytree(BOARD / "results" / stream / "mlp" / s, src / stream / "mlp" / s)
     paths = build_leaderboard(src, tmp_path / "out", name="mini")
     assert sorted(p.name for p in paths) == sorted(["README.md", "mini.csv", "forgetting.md",
-                                                    "cd-diagram.png",
+                                                    "cd-diagram.png", "clbench-leaderboard.json",
                                                     "pareto-state.png", "pareto-time.png",
                                                     "index.html"])
     for p in paths:

@@ -140,7 +140,7 @@ def test_run_config_round_trips_through_json() -> None:
     ("eval_batch_size=-3", "eval_batch_size=-3: must be at least 1"),
     ("lr=-1", "lr=-1.0: must be positive"),
     ("lr=0", "must be positive"),
-    ("lr=nan", "must be positive"),
+    ("lr=nan", "must be a finite number"),
     ("optimizer=foo", "choose one of sgd, adam"),
 ])
 def test_invalid_values_are_user_errors(override: str, fragment: str) -> None:

@@ -105,7 +105,9 @@ def test_failing_cell_is_recorded_and_a_user_error_stops_the_sweep(
         name: str, tmp_path: Path, warm: Callable[[str], Executor]) -> None:
     """A cell whose method raises comes back failed (with the reason) and the next cell still
     runs; a dataset missing on a worker stops the sweep with the user's error."""
-    bad = _planned(Cell("split-digits", "mlp", "replay", 0), ["replay.mem_size=-1"], tmp_path)
+    # an empty GDumb memory passes every check and raises inside training (IndexError)
+    bad = _planned(Cell("split-digits", "mlp", "gdumb", 0), ["gdumb.mem_size=0", "epochs=1"],
+                   tmp_path)
     good = _planned(Cell("split-digits", "mlp", "naive", 1), [], tmp_path)
     no_data = tmp_path / "no-data"
     no_data.mkdir()
@@ -122,8 +124,8 @@ def test_failing_cell_is_recorded_and_a_user_error_stops_the_sweep(
     paths = ex.run([bad, good], opts, record)
     assert sorted(paths) == sorted([bad.path, good.path])
     results = {p.cell.strategy: r for p, r in written}
-    assert results["replay"].status == "failed"
-    assert "RuntimeError" in results["replay"].error and "Traceback" in results["replay"].error
+    assert results["gdumb"].status == "failed"
+    assert "IndexError" in results["gdumb"].error and "Traceback" in results["gdumb"].error
     assert results["naive"].status == "ok"
     assert load_result(bad.path)["status"] == "failed"   # a valid file: resume skips it
     with pytest.raises(ClbenchError, match="MNIST"):
