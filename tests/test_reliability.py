@@ -104,8 +104,13 @@ def build(p, ctx):
 
 
 def test_submit_refuses_an_unmarked_leaderboard_before_running(tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:
+    from clbench.strategy_api import STRATEGIES
+
+    # the submission registers rel17-noop; it must not outlive this test
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))
     project = tmp_path / "project"
     results = small_results(project / "results")
     (project / "README.md").write_text("my project\n")

@@ -124,8 +124,8 @@ BAD = [
     pytest.param(lambda d: [p.pop("state_bytes") for p in d["per_experience"]],
                  "'state_bytes' is reported, but the record it is computed from is missing",
                  id="record-removed"),
-    pytest.param(lambda d: d["config"].update(seed="zero"), "config seed is 'zero'", id="seed-text"),
-    pytest.param(lambda d: d["config"].update(seed=-1), "config seed is -1", id="seed-negative"),
+    pytest.param(lambda d: d["config"].update(seed="zero"), "config.seed 'zero' is not a non-negative integer", id="seed-text"),
+    pytest.param(lambda d: d["config"].update(seed=-1), "config.seed -1 is not a non-negative integer", id="seed-negative"),
 ]
 
 
