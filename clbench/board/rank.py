@@ -4,12 +4,23 @@
     >>> print(render(tables, "md"))
 
 Per stream: each strategy's mean over seeds and the half-width of a 95% t-interval
-(``t_{0.975, n-1} * s / sqrt(n)``; blank for one seed) for every reported metric, ranked on
-``metric`` in its direction (1 = best). Across streams:
-each strategy's rank on every stream (ties share the average rank) and the mean of those ranks
-over the streams it ran on; strategies are ordered by mean rank, then by the number of streams.
-Each stream table also has a ``CI rank`` (:func:`clbench.board.stats.ci_rank`): one plus the number of
-strategies whose 95% interval lies wholly on the better side, so overlapping intervals share it.
+(``t_{0.975, n-1} * s / sqrt(n)``; none for one seed) for every reported metric, ranked on
+``metric`` in its direction (1 = best; ties share the average rank, in the stream tables as in
+the overall one). Across streams: each strategy's rank on every stream and the mean of those
+ranks over the streams it ran on; strategies are ordered by mean rank, then by the number of
+streams. Each stream table also has a ``CI rank`` (:func:`clbench.board.stats.ci_rank`): the
+worst rank the 95% intervals allow, so more uncertainty never improves it.
+
+**Reference rows.** ``joint`` and ``cumulative`` (:data:`REFERENCE`) are upper bounds, not
+continual learners: they are shown below each stream's ranked rows without a rank or CI rank,
+and left out of the overall table (hence of the Friedman / Nemenyi test and the CD diagram),
+unless ``include_reference``. A combined strategy that contains one (``replay+cumulative``) is
+a method like any other.
+
+**What is never mixed.** A table holds one stream version (the results' ``stream.version``):
+results of one stream at two versions are refused, since their numbers are not comparable.
+Task-incremental runs (multi-head, task labels given) of a stream that also has class-IL runs
+go to their own table, ``<stream> (task-IL)``.
 
 Directions, headers and display scales come from :mod:`clbench.metrics.registry`, never from
 the files: a file whose ``higher_is_better`` flag disagrees with the registry is refused, and
@@ -35,6 +46,12 @@ from clbench.metrics.registry import METRICS, check_direction
 SHOWN: tuple[str, ...] = ("final_accuracy", "avg_incremental_accuracy", "forgetting_max", "bwt",
                           "fwt", "general_ppl_ratio", "state_bytes", "train_seconds")
 
+#: strategies that bound what a continual learner can reach (they see every experience's data
+#: at once, or keep all of it): shown apart, never ranked (see the module docstring)
+REFERENCE: frozenset[str] = frozenset({"joint", "cumulative"})
+#: the suffix of a stream's task-incremental table when the stream also has class-IL runs
+TASK_IL = " (task-IL)"
+
 
 @dataclass
 class Tables:
@@ -48,6 +65,8 @@ class Tables:
     flagged: dict[tuple[str, str], int] = field(default_factory=dict)
     #: stream -> metrics not applicable there (not shown): FWT in class-IL with one head
     not_applicable: dict[str, set[str]] = field(default_factory=dict)
+    #: labels of the reference rows (upper bounds) shown apart, unranked
+    reference: set[str] = field(default_factory=set)
 
 
 def strategy_label(result: dict[str, Any], multi_model: bool) -> str:
@@ -58,21 +77,52 @@ def strategy_label(result: dict[str, Any], multi_model: bool) -> str:
     return f"{label} / {c['model']}" if multi_model else label
 
 
+def is_reference(result: dict[str, Any]) -> bool:
+    """Whether a result is of an upper-bound strategy (:data:`REFERENCE`)."""
+    return result["config"]["strategy"] in REFERENCE
+
+
+def _task_il(result: dict[str, Any]) -> bool:
+    return bool(result["config"].get("task_incremental", False))
+
+
+def table_names(results: list[dict[str, Any]]) -> list[str]:
+    """The table each result goes to: its stream's name, with :data:`TASK_IL` appended for a
+    task-incremental run of a stream that also has class-IL runs. Results of one stream at
+    different ``stream.version`` s are a ClbenchError (their numbers cannot be compared)."""
+    kinds: dict[str, set[bool]] = {}
+    versions: dict[str, set[str]] = {}
+    for r in results:
+        name = r["config"]["stream"]
+        kinds.setdefault(name, set()).add(_task_il(r))
+        version = (r.get("stream") or {}).get("version")
+        if version is not None:
+            versions.setdefault(name, set()).add(str(version))
+    for name, vs in sorted(versions.items()):
+        if len(vs) > 1:
+            raise ClbenchError(f"results of stream {name!r} at versions {', '.join(sorted(vs))} "
+                               "cannot share a table; keep each version's results in its own "
+                               "folder and rank the folders separately")
+    return [r["config"]["stream"] + (TASK_IL if _task_il(r) and len(kinds[r["config"]["stream"]]) > 1
+                                     else "") for r in results]
+
+
 def results_frame(results: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, bool]]:
-    """One row per successful result: stream, model, label, seed and the value of every
-    registered metric (unregistered ones are left out); plus metric name -> higher_is_better,
+    """One row per successful result: stream (its table, :func:`table_names`), model, label,
+    seed, whether it is a reference row, and the value of every registered metric (unregistered ones are left out); plus metric name -> higher_is_better,
     from the registry, for the metrics present (in order of first appearance).
 
     A result whose ``higher_is_better`` flag for a metric disagrees with the registry is a
     ClbenchError."""
     rows, direction = [], {}
     multi = len({r["config"]["model"] for r in results}) > 1
-    for r in results:
+    for r, table in zip(results, table_names(results)):
         if r.get("status") != "ok":
             continue
         c = r["config"]
         label = strategy_label(r, multi)
-        row = {"stream": c["stream"], "model": c["model"], "label": label, "seed": c["seed"]}
+        row = {"stream": table, "model": c["model"], "label": label, "seed": c["seed"],
+               "reference": is_reference(r)}
         where = f"result {c['stream']}/{c['model']}/{label} seed {c['seed']}"
         for name, m in r["metrics"].items():
             if name not in METRICS:
@@ -93,9 +143,9 @@ def ci95(values: np.ndarray) -> float:
 
 def failed_runs(results: list[dict[str, Any]], multi_model: bool) -> dict[tuple[str, str], int]:
     out: dict[tuple[str, str], int] = {}
-    for r in results:
+    for r, table in zip(results, table_names(results)):
         if r.get("status") == "failed":
-            key = (r["config"]["stream"], strategy_label(r, multi_model))
+            key = (table, strategy_label(r, multi_model))
             out[key] = out.get(key, 0) + 1
     return out
 
@@ -103,9 +153,9 @@ def failed_runs(results: list[dict[str, Any]], multi_model: bool) -> dict[tuple[
 def flagged_runs(results: list[dict[str, Any]], multi_model: bool) -> dict[tuple[str, str], int]:
     """(stream, label) -> successful runs whose file holds a flag (:mod:`clbench.metrics.flags`)."""
     out: dict[tuple[str, str], int] = {}
-    for r in results:
+    for r, table in zip(results, table_names(results)):
         if r.get("status") == "ok" and r.get("flags"):
-            key = (r["config"]["stream"], strategy_label(r, multi_model))
+            key = (table, strategy_label(r, multi_model))
             out[key] = out.get(key, 0) + 1
     return out
 
@@ -115,17 +165,18 @@ def not_applicable(results: list[dict[str, Any]]) -> dict[str, set[str]]:
     stream with one head: the head has never been trained on an unseen experience's classes, so
     ``R[j-1][j] ~ 0`` for every method and FWT ``~ -mean_j b_j`` by construction."""
     single_head_cil: dict[str, bool] = {}
-    for r in results:
+    for r, name in zip(results, table_names(results)):
         if r.get("status") != "ok":
             continue
-        name = r["config"]["stream"]
-        cil = (r["stream"].get("scenario") == "class-il"
-               and not r["config"].get("task_incremental", False))
+        cil = r["stream"].get("scenario") == "class-il" and not _task_il(r)
         single_head_cil[name] = single_head_cil.get(name, True) and cil
     return {name: {"fwt"} for name, cil in single_head_cil.items() if cil}
 
 
-def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") -> Tables:
+def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy",
+                 include_reference: bool = False) -> Tables:
+    """The ranked tables of ``results`` on ``metric`` (see the module docstring); with
+    ``include_reference``, joint and cumulative are ranked like the other strategies."""
     df, direction = results_frame(results)
     if df.empty:
         raise ClbenchError("no successful results to rank; run 'clbench run' first")
@@ -136,23 +187,28 @@ def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy") 
     metrics = [m for m in direction if m in df.columns]
     per_stream: dict[str, pd.DataFrame] = {}
     ranks: dict[str, pd.Series] = {}
+    reference: set[str] = set()
     for stream, g in df.groupby("stream", sort=True):
         agg = g.groupby("label")[metrics].agg(["mean", ci95])
         agg[("seeds", "n")] = g.groupby("label")["seed"].nunique()
-        key = agg[(metric, "mean")]
-        agg[("rank", "")] = key.rank(ascending=not hib, method="min")
-        agg[("ci_rank", "")] = ci_rank(key, agg[(metric, "ci95")], hib)
-        agg = agg.sort_values([("rank", ""), (metric, "mean")], ascending=[True, not hib],
-                              na_position="last")  # undefined metric (joint's forgetting) last
+        ref = g.groupby("label")["reference"].all() & (not include_reference)
+        agg[("reference", "")] = ref
+        reference |= {str(x) for x in ref.index[ref]}
+        key, half = agg[(metric, "mean")][~ref], agg[(metric, "ci95")][~ref]
+        agg[("rank", "")] = key.rank(ascending=not hib, method="average")
+        agg[("ci_rank", "")] = ci_rank(key, half, hib)
+        # ranked rows first, then the reference rows; an undefined metric (joint's forgetting) last
+        agg = agg.sort_values([("reference", ""), ("rank", ""), (metric, "mean")],
+                              ascending=[True, True, not hib], na_position="last")
         per_stream[str(stream)] = agg
-        ranks[str(stream)] = key.rank(ascending=not hib, method="average")
+        ranks[str(stream)] = agg[("rank", "")][~agg[("reference", "")]]
     rank_df = pd.DataFrame(ranks)
     overall = pd.DataFrame({"mean_rank": rank_df.mean(axis=1), "streams": rank_df.count(axis=1)})
     overall = pd.concat([overall, rank_df], axis=1)
     overall = overall.sort_values(["mean_rank", "streams"], ascending=[True, False])
     multi = len({r["config"]["model"] for r in results}) > 1
     return Tables(metric, hib, per_stream, overall, failed_runs(results, multi),
-                  flagged_runs(results, multi), not_applicable(results))
+                  flagged_runs(results, multi), not_applicable(results), reference)
 
 
 def _fmt(mean: float, ci: float, scale: float) -> str:
@@ -178,7 +234,9 @@ def stream_rows(tables: Tables, stream: str) -> tuple[list[str], list[list[Any]]
     rows = []
     for label, r in t.iterrows():
         rank, tier = r[("rank", "")], r.get(("ci_rank", ""), math.nan)
-        rows.append(["-" if math.isnan(rank) else int(rank), label,
+        ref = bool(r.get(("reference", ""), False))
+        rows.append(["-" if math.isnan(rank) else f"{rank:g}",
+                     f"{label} (reference)" if ref else label,
                      "-" if math.isnan(tier) else int(tier)]
                     + [_fmt(r[(m.name, "mean")], r[(m.name, "ci95")], m.scale) for m in shown]
                     + [_seeds(int(r[("seeds", "n")]), failed.get(str(label), 0),
@@ -207,6 +265,22 @@ RUNS_NOTE = ("A run that diverged or crashed is counted as failed and left out o
              "in the statistics and is counted beside the seeds.")
 
 
+#: the rule of the CI rank column, in one line (Markdown and the page)
+CI_RANK_NOTE = ("CI rank: the worst rank the 95% intervals allow, 1 + the number of other "
+                "strategies whose interval is not wholly on the worse side (a one-seed row has "
+                "no interval, so it may be anywhere); more uncertainty never improves it.")
+
+
+def reference_note(tables: Tables) -> str:
+    """The sentence saying which rows are shown apart ("" if none)."""
+    if not tables.reference:
+        return ""
+    return (f"Reference rows ({', '.join(sorted(tables.reference))}: upper bounds that see all "
+            "the data, not continual learners) are shown below each stream's ranked rows without "
+            "a rank, and left out of the overall table and the Friedman / Nemenyi test "
+            "(--include-reference ranks them).")
+
+
 def overall_rows(ov: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
     """Headers and rows of the across-streams table (mean rank, streams, rank per stream)."""
     headers = ["strategy", "mean rank", "streams"] + [c for c in ov.columns[2:]]
@@ -228,9 +302,9 @@ def render(tables: Tables, fmt: str = "md") -> str:
         return pd.concat(frames).to_csv(index=False, float_format="%.6g")
     if fmt != "md":
         raise ClbenchError(f"unknown format {fmt!r}; use md or csv")
+    ref = reference_note(tables)
     out = [f"Ranked on `{tables.metric}` ({arrow}); mean ± 95% t-interval over seeds. "
-           f"{RUNS_NOTE} CI rank: 1 + the number of strategies whose interval lies wholly on "
-           "the better side; strategies whose intervals overlap share it.\n"]
+           f"{RUNS_NOTE} {CI_RANK_NOTE}" + (f" {ref}" if ref else "") + "\n"]
     for stream in tables.per_stream:
         headers, rows = stream_rows(tables, stream)
         note = stream_note(tables, stream)

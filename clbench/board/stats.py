@@ -2,7 +2,7 @@
 
     >>> ci_rank(pd.Series({"a": 0.90, "b": 0.89, "c": 0.50}), pd.Series({"a": 0.02, "b": 0.02,
     ...         "c": 0.01}), higher_is_better=True).tolist()
-    [1.0, 1.0, 3.0]
+    [2.0, 2.0, 3.0]
     >>> means = pd.DataFrame({"s1": [0.9, 0.8, 0.5], "s2": [0.8, 0.7, 0.6], "s3": [0.7, 0.9, 0.4],
     ...                       "s4": [0.95, 0.6, 0.5]}, index=["a", "b", "c"])  # strategies x streams
     >>> test = friedman_nemenyi(means)        # higher is better
@@ -10,16 +10,19 @@
     (6.5, 0.039, [1.25, 1.75, 3.0])
 
 **Interval rank (per stream).** With ``m_i`` a strategy's mean over seeds and ``h_i`` the
-half-width of its 95% t-interval, ``[lo_i, hi_i] = [m_i - h_i, m_i + h_i]`` (``h_i = 0`` for a
-single seed). For a higher-is-better metric::
+half-width of its 95% t-interval, ``[lo_i, hi_i] = [m_i - h_i, m_i + h_i]``; a strategy with a
+single seed has no interval (``h_i = inf``: its mean could lie anywhere). For a
+higher-is-better metric::
 
-    ci_rank_i = 1 + #{ j : lo_j > hi_i }
+    ci_rank_i = 1 + #{ j != i : hi_j >= lo_i }
 
-(for lower-is-better: ``1 + #{ j : hi_j < lo_i }``): one plus the number of strategies that
-are better with non-overlapping intervals. Strategies whose intervals overlap the leader's
-share rank 1, and so on down the table; it is the rank-interval upper bound used by
-Chatbot Arena (Chiang et al. 2024, arXiv 2403.04132). Non-overlap of two 95% intervals is a
-conservative test of a difference, so a shared rank means "not shown to differ", not "equal".
+(for lower-is-better: ``1 + #{ j != i : lo_j <= hi_i }``): the worst rank the intervals allow,
+one plus the number of other strategies not shown to be worse (whose interval does not lie
+wholly on the worse side). It is pessimistic on purpose: widening any interval (fewer seeds,
+more spread) can only raise (worsen) a CI rank, never lower it, and ``ci_rank_i >= rank_i``
+for the point rank (ties sharing the highest place, ``method="max"``); strategies with equal
+means and equal intervals share it. Non-overlap of two 95% intervals is a conservative test of
+a difference, so a CI rank is a bound that the data support, not an estimate.
 
 **Friedman test (across streams).** Demšar (2006), "Statistical Comparisons of Classifiers
 over Multiple Data Sets", JMLR 7:1-30, sec. 3.2.2. Streams are the ``N`` blocks, strategies the
@@ -60,14 +63,17 @@ from scipy import stats
 
 
 def ci_rank(mean: pd.Series, half_width: pd.Series, higher_is_better: bool) -> pd.Series:
-    """Interval rank of each entry (see the module docstring); nan where the mean is nan."""
-    m = mean.astype(float)
-    h = half_width.astype(float).reindex(m.index).fillna(0.0)
+    """Interval rank of each entry (see the module docstring): nan where the mean is nan; a nan
+    half-width (a single seed) is an unbounded interval."""
+    sign = 1.0 if higher_is_better else -1.0
+    m = mean.astype(float) * sign               # oriented: larger is better
+    h = half_width.astype(float).reindex(m.index).fillna(math.inf)
     lo, hi = m - h, m + h
+    defined = m.notna()
     out = pd.Series(np.nan, index=m.index, dtype=float)
-    for i in m.index[m.notna()]:
-        better = lo > hi[i] if higher_is_better else hi < lo[i]
-        out[i] = 1.0 + float(better.sum())
+    for i in m.index[defined]:
+        others = defined & (m.index != i)
+        out[i] = 1.0 + float((hi[others] >= lo[i]).sum())
     return out
 
 

@@ -13,21 +13,22 @@ from clbench.board.stats import (ci_rank, cliques, friedman_nemenyi, nemenyi_cd,
 
 
 @pytest.mark.parametrize("hib", [True, False])
-def test_ci_rank_shares_a_rank_while_intervals_overlap(hib: bool) -> None:
+def test_ci_rank_is_the_worst_rank_the_intervals_allow(hib: bool) -> None:
     sign = 1.0 if hib else -1.0
     mean = pd.Series({"a": 0.90, "b": 0.89, "c": 0.86, "d": 0.50, "e": math.nan}) * sign
-    half = pd.Series({"a": 0.02, "b": 0.02, "c": 0.015, "d": math.nan, "e": 0.1})
+    half = pd.Series({"a": 0.02, "b": 0.02, "c": 0.015, "d": 0.01, "e": 0.1})
     r = ci_rank(mean, half, higher_is_better=hib)
-    # a [.88,.92], b [.87,.91] overlap -> both 1; c [.845,.875] lies below a's interval but
-    # overlaps b's -> 2; d (one seed: a point) is below everything -> 4; e undefined -> nan
-    assert r[["a", "b", "c", "d"]].tolist() == [1.0, 1.0, 2.0, 4.0]
+    # a [.88,.92] and b [.87,.91] overlap -> b may be ahead of a: a 2; b is overlapped by a and
+    # c [.845,.875] -> 3; c lies below a's interval but overlaps b's -> 3; d is below everything
+    # -> 4; e undefined -> nan
+    assert r[["a", "b", "c", "d"]].tolist() == [2.0, 3.0, 3.0, 4.0]
     assert math.isnan(r["e"])
 
 
-def test_ci_rank_without_intervals_is_the_competition_rank() -> None:
+def test_ci_rank_without_intervals_is_the_pessimistic_competition_rank() -> None:
     mean = pd.Series({"a": 3.0, "b": 2.0, "c": 2.0, "d": 1.0})
     half = pd.Series(0.0, index=mean.index)
-    assert ci_rank(mean, half, True).tolist() == mean.rank(ascending=False, method="min").tolist()
+    assert ci_rank(mean, half, True).tolist() == mean.rank(ascending=False, method="max").tolist()
 
 
 @pytest.mark.parametrize("k, q", [(2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728), (6, 2.850),
