@@ -6,13 +6,17 @@
 (``my-results/`` as written by ``clbench run --stream <the suite's streams> --strategy my-method
 --seeds <its seeds> --results my-results``, with the method's file in ``strategies/``.)
 
-The file is imported and run: it is code, so read it before submitting someone else's.
+Submitting runs the file's code: read it before submitting someone else's. It runs only in
+worker processes (``python -m clbench.board.submit describe|run ...``, :func:`_worker_main`);
+this, the verifying process, never imports it (it plans with a code-less stub of the
+strategy's registered defaults), so the method cannot replace the checks below. A worker is
+a process, not a sandbox: a method written to fake its own re-run is not stopped.
 Each step rejects the submission (``ClbenchError``: one line, exit 2) with the reason. Before
 any of them, the leaderboard folder (``--out-dir``, default the results folder's parent) must be
 that suite's marked board or a new one (:func:`clbench.board.leaderboard.check_out_dir`), so a
 submission never runs only to be refused, nor overwrites a project's README.md:
 
-1. **one method**: importing the file registers exactly one new strategy; its name is the
+1. **one method**: importing the file (in a worker) registers exactly one new strategy; its name is the
    submission's (a file already in ``strategies/`` is imported on the registry's first lookup: its one
    registration counts);
 2. **new**: the leaderboard has no results for that strategy yet;
@@ -20,15 +24,19 @@ submission never runs only to be refused, nor overwrites a project's README.md:
    with :func:`clbench.run.sweep.run_cells` into a staging folder, or read from ``--from``;
 4. **schema**: every expected file exists and passes :func:`clbench.results.load_result`
    (schema, directions, ranges and agreement with its own accuracy matrix:
-   :mod:`clbench.validation`), its run succeeded, and its config is the suite's (training,
+   :mod:`clbench.validation`), its run succeeded, its ``config.strategy``, label, stream,
+   model and seed are the submitted cell's (a file of another method, relabelled, is refused
+   naming the file), and its config is the suite's (training,
    method, model and monosemanticity settings); the leaderboard's own results pass the same
    checks before anything runs, and no submitted file duplicates one of them;
 5. **same data**: each result's stream version is the registered stream's, and its
    fingerprint (which hashes the data and the seed's class order) equals the one recorded by
    the leaderboard's results for the same stream and seed;
-6. **reproducible**: one cell (the first stream, model and seed) is run again with the thread
-   count its result records; every entry of the two accuracy matrices must agree within
-   :data:`RERUN_ATOL` (runs are deterministic on CPU at a fixed thread count);
+6. **reproducible**: per stream, ``ceil(RERUN_SHARE * n)`` of its ``n`` cells (at least one),
+   chosen by the verifier at random (:class:`random.SystemRandom`, so a submitter cannot know
+   which seeds are checked), are run again in a worker with the thread count each result
+   records; every entry of the two accuracy matrices must agree within :data:`RERUN_ATOL`
+   (runs are deterministic on CPU at a fixed thread count), and the cells re-run are reported;
 7. **publish**: the files are copied into the leaderboard's results folder (atomically, one
    by one) and the leaderboard's tables, figures and page are regenerated
    (:func:`clbench.board.leaderboard.build_leaderboard`).
