@@ -182,7 +182,9 @@ def _worker(args: list[str], what: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="clbench-worker-") as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "clbench.board.submit", *args, "--report", str(report)]
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, env={**os.environ})
+        here = str(Path(__file__).resolve().parents[2])  # this clbench, whatever the cwd
+        path = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path})
         try:
             out = json.loads(report.read_text())
         except (OSError, ValueError):
