@@ -187,7 +187,12 @@ def _add_leaderboard_verbs(sub: Any) -> None:
                    help="smallest tolerance, in metric units (default 0.03)")
 
     s = sub.add_parser("submit", help="run a suite for a new method file, verify the results "
-                                      "and add them to the leaderboard")
+                                      "and add them to the leaderboard",
+                       description="Submitting RUNS THE METHOD FILE'S CODE (in separate worker "
+                                   "processes, with your permissions): read a file before "
+                                   "submitting it. The suite's cells are run (or read with "
+                                   "--from), every result checked, and randomly chosen seeds "
+                                   "(at least one per stream) re-run and compared.")
     s.add_argument("file", help="the method's .py file (see strategies/TEMPLATE.py)")
     s.add_argument("--suite", default="cpu-v1", help="suite name or .yaml file (default cpu-v1)")
     s.add_argument("--results", default="leaderboard/results", help="the leaderboard's results")
@@ -241,9 +246,9 @@ def cmd_submit(a: argparse.Namespace) -> int:
         raise ClbenchError(f"--threads {a.threads}: must be at least 1")
     torch.set_num_threads(a.threads)
     s = submit(a.file, a.suite, a.results, a.from_dir, a.data_root, a.out_dir,
-               show_progress=not a.quiet)
+               show_progress=not a.quiet, threads=a.threads)
     print(f"accepted {s.strategy!r}: {len(s.results)} results added to {a.results} "
-          f"(re-run max |diff| {s.rerun_max_diff:.2g}); regenerated:")
+          f"(re-run {', '.join(s.reruns)}: max |diff| {s.rerun_max_diff:.2g}); regenerated:")
     for p in s.outputs:
         print(f"  {p}")
     return 0

@@ -32,6 +32,9 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
+import threading
+import time
 import traceback
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -166,11 +169,53 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _start_worker(threads: int) -> None:
-    """A pool worker's start-up: its thread count; Ctrl-C is the driver's to handle (it stops
-    the workers), so a worker does not print its own traceback."""
+#: how often (seconds) a pool worker's watchdog checks that its parent is still alive
+WATCHDOG_PERIOD = 0.5
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this (worker) process end when ``parent`` does, however the parent ends (even
+    SIGKILL, which runs none of its clean-up): on Linux the kernel sends SIGTERM at the parent's
+    death (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread checks every
+    :data:`WATCHDOG_PERIOD` seconds whether the parent changed (an orphan is re-parented) and
+    exits then. A parent already gone before this ran is caught by the first check."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no libc prctl: the watchdog alone
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_PERIOD)
+        os._exit(1)  # no clean-up to do: a worker never touches the results folder
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="clbench-parent-watchdog", daemon=True).start()
+
+
+def _start_worker(threads: int, parent: int | None = None) -> None:
+    """A pool worker's start-up: its thread count; it dies with its parent (``parent``'s pid,
+    see :func:`_die_with_parent`); Ctrl-C is the driver's to handle (it stops the workers), so a
+    worker does not print its own traceback; SIGTERM (from the driver or at the parent's death)
+    ends it at once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if parent is not None:
+        _die_with_parent(parent)
     _set_threads(threads)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM of the driver: handled like Ctrl-C (the pool's workers are stopped, finished
+    cells are kept, the command exits non-zero with one line)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
 
 
 def _threaded_cell(p: Planned, opts: SweepOptions, threads: int) -> RunResult:
@@ -281,14 +326,17 @@ class ProcessExecutor(Executor):
         super().__init__(workers, address, threads)
         self.workers = workers or os.cpu_count() or 1
         self.pool: ProcessPoolExecutor | None = None
+        self.sigterm: Any = None  # the SIGTERM handler start() replaced, put back by close()
 
     def start(self, todo: list[Planned], opts: SweepOptions) -> None:
         if self.pool is not None:  # already started: keep the warm workers
             return
         threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
         spawn = multiprocessing.get_context("spawn")  # fresh interpreters: no forked threads
+        if threading.current_thread() is threading.main_thread():  # SIGTERM stops the pool
+            self.sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
         self.pool = ProcessPoolExecutor(self.workers, mp_context=spawn, initializer=_start_worker,
-                                        initargs=(threads,))
+                                        initargs=(threads, os.getpid()))
 
     def run(self, todo: list[Planned], opts: SweepOptions, record: Record) -> list[Path]:
         assert self.pool is not None, "start() first"
@@ -322,6 +370,9 @@ class ProcessExecutor(Executor):
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+        if self.sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.sigterm)
+            self.sigterm = None
 
 
 @register_executor("ray", "Ray tasks on a local cluster or an existing one (--address); "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 from pathlib import Path
 from typing import Callable, Iterator
@@ -14,7 +15,9 @@ from clbench.cli import main
 from clbench.metrics.cl import cl_metrics
 from clbench.results import load_result
 from clbench.strategy_api import STRATEGIES
-from clbench.board.submit import import_strategy
+import clbench.board.submit as submit_module
+from clbench.board.submit import import_strategy, submit
+from clbench.errors import ClbenchError
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "weight-avg"
@@ -160,7 +163,7 @@ TAMPER = [
     pytest.param(_set(["stream", "version"], "0.9"), "stream version 0.9", id="stream-version"),
     pytest.param(_set(["config", "train", "epochs"], 3), "config 'train' is not the suite's",
                  id="other-config"),
-    pytest.param(_bump_accuracy, "re-run gives a different accuracy matrix", id="not-reproducible"),
+    pytest.param(_bump_accuracy, "gives a different accuracy matrix", id="not-reproducible"),
     pytest.param(_set(["metrics", "final_accuracy", "value"], 0.99),
                  "'final_accuracy' is 0.99, but the file's own accuracy matrix gives",
                  id="inflated-metric"),
@@ -173,8 +176,11 @@ TAMPER = [
 @pytest.mark.parametrize("tamper, why", TAMPER)
 def test_bad_results_are_rejected(accepted: tuple[Path, int], files: dict[str, Path],
                                   tmp_path: Path, tamper: Callable[[dict], None] | None, why: str,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """--from results (the accepted run's files, one changed) are checked like fresh ones."""
+                                  capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """--from results (the accepted run's files, one changed) are checked like fresh ones
+    (every cell re-run here, so that the tampered one is)."""
+    monkeypatch.setattr(submit_module, "RERUN_SHARE", 1.0)
     [src] = _mine(accepted[0])
     given = tmp_path / "mine" / "split-digits" / "mlp" / src.name
     shutil.copytree(src, given)
@@ -231,6 +237,90 @@ def test_a_submitted_file_duplicating_a_board_result_is_refused(
     assert _submit(files, results, "--from", str(tmp_path / "mine")) == 2
     err = _one_error(capsys)
     assert str(stale) in err and "hold the same result" in err, err
+    assert not _mine(results)
+
+
+class _Pick(random.Random):
+    """An rng whose ``sample`` takes the cells of one seed: the verifier's choice, made known."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(0)
+        self.seed_ = seed
+
+    def sample(self, population, k):  # type: ignore[override]
+        return [p for p in population if p.cell.seed == self.seed_][:k]
+
+
+def _forged_copy(accepted: tuple[Path, int], tmp_path: Path, seed: int,
+                 change: Callable[[dict], None]) -> Path:
+    [src] = _mine(accepted[0])
+    given = tmp_path / "mine" / "split-digits" / "mlp" / src.name
+    shutil.copytree(src, given)
+    data = json.loads((given / f"seed{seed}.json").read_text())
+    change(data)
+    (given / f"seed{seed}.json").write_text(json.dumps(data))
+    return tmp_path / "mine"
+
+
+def test_a_forged_nonzero_seed_is_caught_when_the_verifier_picks_it(
+        accepted: tuple[Path, int], files: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 17 item 1: seed 1 holds a forged matrix (metrics recomputed to match): the re-run
+    of seed 1, chosen by the verifier, refuses it; the seeds re-run are recorded."""
+    mine = _forged_copy(accepted, tmp_path, 1, _bump_accuracy)
+    results = _board(tmp_path / "board")
+    with pytest.raises(ClbenchError, match="re-run of split-digits seed 1 gives a different"):
+        submit(files["method"], str(files["suite"]), results, from_dir=mine,
+               show_progress=False, rng=_Pick(1))
+    assert not _mine(results)
+    clean = tmp_path / "clean"
+    [src] = _mine(accepted[0])
+    shutil.copytree(src, clean / "split-digits" / "mlp" / src.name)
+    s = submit(files["method"], str(files["suite"]), _board(tmp_path / "board2"),
+               from_dir=clean, show_progress=False, rng=_Pick(1))
+    assert s.reruns == ("split-digits/mlp seed 1",)
+
+
+@pytest.mark.parametrize("change, why", [
+    pytest.param(_set(["config", "strategy"], "naive"), "strategy 'naive' is not the submission's",
+                 id="other-strategy"),
+    pytest.param(_set(["label"], "naive"), "label 'naive' is not the submission's", id="label"),
+])
+def test_a_file_relabelled_from_another_method_is_refused(
+        accepted: tuple[Path, int], files: dict[str, Path], tmp_path: Path, change: Callable,
+        why: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 1: every file must be the submitted method's, whichever seed is re-run."""
+    mine = _forged_copy(accepted, tmp_path, 1, change)
+    results = _board(tmp_path / "board")
+    capsys.readouterr()
+    assert _submit(files, results, "--from", str(mine)) == 2
+    err = _one_error(capsys)
+    assert why in err and "seed1.json" in err, err
+    assert not _mine(results)
+
+
+SABOTEUR = METHOD + '''
+
+import clbench.board.submit as _verifier
+_verifier.rerun_diff = lambda *a, **k: 0.0          # switch the comparison off ...
+_verifier.choose_reruns = lambda planned, rng: planned
+_verifier.RERUN_ATOL = float("inf")
+'''
+
+
+def test_a_method_cannot_switch_the_verifier_off(
+        accepted: tuple[Path, int], files: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 2: the method's code runs in worker processes only, so patching the
+    verifier on import changes nothing: a forged matrix is still refused."""
+    method = tmp_path / "weight_avg.py"
+    method.write_text(SABOTEUR)
+    mine = _forged_copy(accepted, tmp_path, 0, _bump_accuracy)
+    results = _board(tmp_path / "board")
+    before = submit_module.rerun_diff
+    with pytest.raises(ClbenchError, match="gives a different accuracy matrix"):
+        submit(method, str(files["suite"]), results, from_dir=mine, show_progress=False,
+               rng=_Pick(0))
+    assert submit_module.rerun_diff is before
     assert not _mine(results)
 
 
