@@ -61,9 +61,12 @@ def test_sigkill_then_rerun_does_every_cell_exactly_once(executor: str, tmp_path
     assert set(before) <= expected
     for p in before:
         assert load_result(p)["status"] == "ok"         # no partial or corrupt result file
-    # temp files of an interrupted write may remain; the loader and resume ignore them
+    # temp files of an interrupted write and the killed run's cell lock may remain; the loader
+    # ignores them, and the next run takes a dead owner's lock over (clbench.run.lock)
     leftovers = [p for p in results.rglob("*") if p.is_file() and p not in before]
-    assert all(p.name.startswith(".") and p.name.endswith(".tmp") for p in leftovers), leftovers
+    assert all(p.name.startswith(".") and p.name.endswith((".tmp", ".lock"))
+               for p in leftovers), leftovers
+    assert sum(p.name.endswith(".lock") for p in leftovers) <= 1   # one cell was running
     assert len(load_results(results)) == len(before)
     assert sum(is_done(p) for p in expected) == len(before)
 
@@ -72,6 +75,7 @@ def test_sigkill_then_rerun_does_every_cell_exactly_once(executor: str, tmp_path
     assert f"{len(CELLS)} results in" in again.stdout
     after = _snapshot(results)
     assert set(after) == expected                         # every cell, each in its own file
+    assert not list(results.rglob("*.lock"))               # the stale lock was taken and released
     assert all(load_result(p)["status"] == "ok" for p in after)
     for p, (mtime, data) in before.items():               # not re-run: same bytes, same mtime
         assert after[p] == (mtime, data), f"{p} was re-run"
