@@ -214,6 +214,32 @@ def build_text_v1(seed: int, n_train: int = DEFAULT_N_TRAIN, n_test: int = DEFAU
     return TextV1(tasks, prose, TEXT_V1_VERSION, fp)
 
 
+def holdout_text(v1: TextV1, fraction: float, seed: int) -> TextV1:
+    """The same stream with a validation split in place of each task's test set.
+
+    The text counterpart of :func:`clbench.streams.holdout`: a seeded ``fraction`` of each
+    task's training examples (``max(1, round(fraction * n_train))``, drawn with
+    ``default_rng([seed, task_number, 17])``) becomes that task's "test" examples and is never
+    trained on; the rest stay training examples, in their order. The real test examples are
+    not read, so hyperparameters chosen on this stream have not seen them. The held-out prose
+    is unchanged (it is never trained on either)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    tasks = []
+    for number, t in enumerate(v1.tasks):
+        n_val = max(1, int(round(fraction * len(t.train))))
+        if n_val >= len(t.train):
+            raise DataError(f"text-v1 task {t.name}: validation={fraction} of {len(t.train)} "
+                            "training examples leaves none to train on; raise stream.n_train")
+        val = set(np.random.default_rng([seed, number, 17]).permutation(len(t.train))[:n_val])
+        train = [x for i, x in enumerate(t.train) if i not in val]
+        test = [x for i, x in enumerate(t.train) if i in val]
+        fp = sha256_of(t.fingerprint.encode(), f"holdout={fraction} seed={seed}".encode())
+        tasks.append(TextTask(t.name, t.kind, t.template_version, train, test, t.choices, fp))
+    fp = sha256_of(v1.fingerprint.encode(), f"holdout={fraction} seed={seed}".encode())
+    return TextV1(tasks, v1.prose, v1.version, fp)
+
+
 def candidate_pools(data_root: Path | str | None = None) -> dict[str, list[TextExample]]:
     """Every candidate of each task after filtering, in the fixed order the splits permute
     (to inspect the filters, size a stream, or check contamination)."""

@@ -34,7 +34,7 @@ from torch import nn
 
 from clbench.data.text_stream import (TextStream, boundary_tokens,
                                       choice_predictions, greedy_match, tokenize_text_v1)
-from clbench.data.text_tasks import build_text_v1
+from clbench.data.text_tasks import build_text_v1, holdout_text
 from clbench.errors import ClbenchError
 from clbench.metrics.cl import cl_metrics
 from clbench.metrics.registry import metric
@@ -117,6 +117,8 @@ def build_text_run(cfg: RunConfig) -> tuple[CausalLMModel, TextStream]:
     t = cfg.train
     v1 = build_text_v1(cfg.seed, n_train=t["stream.n_train"], n_test=t["stream.n_test"],
                        n_prose=t["stream.n_prose"], data_root=cfg.data_root)
+    if t.get("validation", 0.0) > 0:     # tuning: a part of the training examples as "test"
+        v1 = holdout_text(v1, t["validation"], cfg.seed)
     model = create_model(cfg.model, input_shape=(3, t["stream.max_len"]), n_classes=1,
                          **cfg.model_params)
     if not isinstance(model, CausalLMModel):
@@ -160,9 +162,6 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
     For benchmarks (``ci/bench_lm.py``): ``experiences`` trains only the first ones and
     ``score=False`` skips every scoring pass (the R matrix and perplexities are then empty and
     the result has no metrics)."""
-    if cfg.train.get("validation", 0.0) > 0:
-        raise ClbenchError("--set validation is not supported on text streams yet (their tuning "
-                           "split is still to be built); drop it")
     if cfg.keep_checkpoints:
         raise ClbenchError("keep_checkpoints is not supported on text streams yet (a checkpoint "
                            "of the trained blocks only is planned); drop --keep-checkpoints")

@@ -15,7 +15,7 @@ from torch import nn
 
 from clbench.data.text_stream import (IGNORE, answer_scores, boundary_tokens, choice_predictions,
                                       greedy_match, tokenize_text_v1)
-from clbench.data.text_tasks import build_text_v1
+from clbench.data.text_tasks import build_text_v1, holdout_text
 from clbench.errors import ClbenchError
 from clbench.models import create_model
 from clbench.models.lm_score import answer_batch, model_answer_loss, score_answers
@@ -234,8 +234,7 @@ def test_text_stream_needs_a_language_model(files: dict[str, Path]) -> None:
         resolve_config("split-digits", "naive", "smollm2-135m")
     with pytest.raises(ClbenchError, match="tokenized by its language model"):
         build_stream("text-v1")
-    for bad, message in (("validation=0.2", "validation is not supported on text streams"),
-                         ("keep_checkpoints=true", "keep_checkpoints is not supported")):
+    for bad, message in (("keep_checkpoints=true", "keep_checkpoints is not supported"),):
         cfg = resolve_config("text-v1", "naive", "smollm2-135m", overrides=[bad, *SIZES])
         with pytest.raises(ClbenchError, match=message):
             run(cfg)
@@ -296,3 +295,26 @@ def test_cli_runs_text_v1_and_ranks_it(files: dict[str, Path], tmp_path: Path,
     # no result and no lock (the cell's folder itself may remain, empty, from its lock)
     assert not [p for p in tmp_path.glob("text-v1/smollm2-135m/sae-ception*/*")]
     assert not list(tmp_path.glob("text-v1/smollm2-135m/sae-ception*/.*"))
+
+
+def test_validation_holds_out_training_examples_and_never_reads_the_test_set(
+        files: dict[str, Path]) -> None:
+    v1 = build_text_v1(seed=0, n_train=4, n_test=2, n_prose=3, data_root=files["data"])
+    val = holdout_text(v1, 0.25, seed=0)
+    assert val.fingerprint != v1.fingerprint and val.prose == v1.prose
+    for t, h in zip(v1.tasks, val.tasks):
+        assert len(h.test) == 1 and len(h.train) == 3
+        assert sorted(map(repr, h.train + h.test)) == sorted(map(repr, t.train))
+        assert not set(map(repr, h.test)) & set(map(repr, t.test))
+    assert holdout_text(v1, 0.25, seed=0) == val            # seeded
+    with pytest.raises(ValueError, match="must be in"):
+        holdout_text(v1, 1.0, seed=0)
+    # the runner scores the validation examples in place of the test set
+    cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=0,
+                         overrides=["stream.n_train=4", "stream.n_test=2", "stream.n_prose=3",
+                                    f"model.weights={files['lm']}", "epochs=1",
+                                    "validation=0.25"], data_root=str(files["data"]))
+    r = run(cfg)
+    assert r.status == "ok", r.error
+    assert r.config["train"]["validation"] == 0.25 and len(r.accuracy_matrix) == 6
+    assert all(a in (0.0, 1.0) for row in r.accuracy_matrix for a in row)   # one example each
