@@ -32,8 +32,10 @@ means (Welch 1947); under pure seed noise ``d / SE`` is close to Student's t wit
 
 Measured: the quick suite rerun with seeds 3, 4, 5 against ``leaderboard/baselines/quick.json``
 (seeds 0, 1, 2) flags 0 of 24 cells on ``final_accuracy`` and 0 of 22 on ``forgetting_max``.
-The closest call was ``der`` on split-mnist1d: ``|d| = 0.028``, 4.8 standard errors, inside
-the floor; with ``z = 3`` or ``4`` and no floor it would have been a false alarm.
+The closest call was ``der`` on split-mnist1d: ``|d| = 0.021``, 9.2 standard errors (its seeds
+agree to 0.4 points), inside the floor only; without the floor it would have been a false alarm.
+(Remeasured 2026-12-02 against the baseline rebuilt after GDumb's schedule changed:
+``clbench run --suite quick --seeds 3,4,5 --threads 1``, then ``clbench check``.)
 
 **Seed by seed.** A mean hides one collapsed seed: with three seeds, one at 0% moves replay's
 mean from 0.94 to 0.63 but inflates ``s_r`` so much that ``tol`` grows past 1.5. So every seed
