@@ -49,12 +49,13 @@ from clbench.atomic import write_text_atomic
 from clbench.errors import ClbenchError
 from clbench.names import check_name
 from clbench.board.page import Image, Page, render_page
+from clbench.board.protocol import check_suite_matches, protocol_md, runs_line, suite_record
 from clbench.board.plots import ParetoPanel, cd_diagram, pareto_figure
 from clbench.board.rank import Tables, rank_results, render
 from clbench.board.stats import RankTest, friedman_nemenyi, significant_pairs, summary_line
 from clbench.metrics.registry import METRICS
 from clbench.results import load_results
-from clbench.suites import Suite, load_suite
+from clbench.suites import Suite, load_suite, suite_names
 
 CD_PNG, STATE_PNG, TIME_PNG = "cd-diagram.png", "pareto-state.png", "pareto-time.png"
 FORGETTING_MD = "forgetting.md"
@@ -154,8 +155,30 @@ def command_line(results: str | Path, name: str, metric: str = "final_accuracy",
     return " ".join(parts)
 
 
-def marker_json(name: str, suite: str | None) -> str:
-    return json.dumps({"schema": MARKER_SCHEMA, "name": name, "suite": suite}, indent=1) + "\n"
+def marker_json(name: str, suite: str | None, record: dict[str, Any] | None = None) -> str:
+    """The marker's text; ``record`` (:func:`clbench.board.protocol.suite_record`) is the suite's
+    cells and resolved settings, which a submission must match."""
+    data: dict[str, Any] = {"schema": MARKER_SCHEMA, "name": name, "suite": suite}
+    if record is not None:
+        data["suite_record"] = record
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def recorded_suite(out: Path) -> dict[str, Any] | None:
+    """The suite record of board folder ``out``: its marker's; for a marker written before
+    suites were recorded, the built-in suite of its name's; None for a new folder or a board
+    without a suite (ClbenchError for an old marker of a suite that is not built in)."""
+    marker = read_marker(out)
+    if marker is None or marker.get("suite") is None:
+        return None
+    if isinstance(marker.get("suite_record"), dict):
+        return marker["suite_record"]
+    if marker["suite"] not in suite_names():
+        raise ClbenchError(f"{out / MARKER} records no definition of suite {marker['suite']!r}; "
+                           f"rebuild the board once with 'clbench leaderboard RESULTS --name "
+                           f"{marker.get('name')} --suite <its suite file> --out-dir {out}' to "
+                           "record it")
+    return suite_record(load_suite(marker["suite"]))
 
 
 def read_marker(out: Path) -> dict[str, Any] | None:
@@ -228,11 +251,18 @@ def build_leaderboard(results: str | Path, out_dir: str | Path, name: str,
     (and lets them into the test) instead of showing them apart."""
     out = Path(out_dir)
     check_name("leaderboard", name)
-    suite_name = suite if isinstance(suite, str) or suite is None else suite.name
+    s = load_suite(suite) if isinstance(suite, str) else suite
+    suite_name = None if s is None else s.name  # a suite file's own name, not its path
     check_out_dir(out, name, suite_name, results, init)
+    record = suite_record(s) if s is not None else None
+    old = (read_marker(out) or {}).get("suite_record")
+    if record is not None and isinstance(old, dict) and not init:
+        check_suite_matches(old, s, suite_name or "", fix=f"{out} records another suite "
+                            "under this name: give its own folder with --out-dir, or add --init "
+                            "to record this one")
     command = command or command_line(results, name, metric, title, suite, include_reference)
     title = title or f"clbench leaderboard: {name}"
-    loaded = in_suite(load_results(results), suite)
+    loaded = in_suite(load_results(results), s)
     if not loaded:
         raise ClbenchError(f"no results of suite {suite_name!r} under {results}; run it first: "
                            f"clbench run --suite {suite_name} --results {results}")
@@ -241,7 +271,7 @@ def build_leaderboard(results: str | Path, out_dir: str | Path, name: str,
     csv_name = f"{name}.csv"
 
     def build(stage: Path) -> list[Path]:
-        paths = [write_text_atomic(stage / MARKER, marker_json(name, suite_name)),
+        paths = [write_text_atomic(stage / MARKER, marker_json(name, suite_name, record)),
                  write_text_atomic(stage / "README.md",
                                    readme_text(title, command, tables, test, csv_name)),
                  write_text_atomic(stage / csv_name, render(tables, "csv")),
