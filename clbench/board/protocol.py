@@ -193,14 +193,18 @@ def method_protocol(results: list[dict[str, Any]]) -> tuple[list[str], list[list
     for r in results:
         c = r["config"]
         for method, params in sorted((c.get("strategy_params") or {}).items()):
-            shown = ", ".join(f"{k}={_word('', v)} ({_source(method, k, v, c['family'])})"
-                              for k, v in sorted(params.items())) or "none"
+            by_source: dict[str, list[str]] = {}
+            for k, v in sorted(params.items()):
+                by_source.setdefault(_source(method, k, v, c["family"]), []).append(
+                    f"{k}={_word('', v)}")
+            shown = "; ".join(f"{src}: {', '.join(kv)}" for src, kv in sorted(by_source.items())
+                              ) or "none"
             seen.setdefault((method, c["family"], shown), []).append(c["stream"])
     rows = []
     for (method, family, shown), streams in sorted(seen.items()):
         desc = STRATEGIES.get(method).description if method in STRATEGIES else "-"
         rows.append([method, family, ", ".join(sorted(set(streams))), shown, desc])
-    return ["method", "stream family", "streams", "parameters as run (source)", "description"], rows
+    return ["method", "stream family", "streams", "parameters as run, by source", "description"], rows
 
 
 def runs_line(results: list[dict[str, Any]]) -> str:
@@ -221,6 +225,7 @@ def protocol_md(results: list[dict[str, Any]]) -> str:
     """The protocol section of a board's README.md (see the module docstring)."""
     sh, sr = stream_protocol(results)
     mh, mr = method_protocol(results)
-    return "\n".join(["### Protocol (read from the result files)", "", runs_line(results), "",
-                      tabulate(sr, sh, tablefmt="github"), "", "Methods' settings:", "",
-                      tabulate(mr, mh, tablefmt="github"), ""])
+    return "\n".join(["### Protocol (read from the result files)", "",
+                      tabulate(sr, sh, tablefmt="github", disable_numparse=True), "",
+                      "Methods' parameters as run, the source of each value and the strategy "
+                      "registry's description:", "", tabulate(mr, mh, tablefmt="github", disable_numparse=True), ""])
