@@ -279,7 +279,9 @@ def build_leaderboard(results: str | Path, out_dir: str | Path, name: str,
     s = load_suite(suite) if isinstance(suite, str) else suite
     suite_name = None if s is None else s.name  # a suite file's own name, not its path
     check_out_dir(out, name, suite_name, results, init)
-    record = suite_record(s) if s is not None else None
+    loaded = in_suite(load_results(results), s)
+    versions = {r["config"]["stream"]: str(r["stream"]["version"]) for r in loaded}
+    record = suite_record(s, versions) if s is not None else None
     old = (read_marker(out) or {}).get("suite_record")
     if record is not None and isinstance(old, dict) and not init:
         check_suite_matches(old, s, suite_name or "", fix=f"{out} records another suite "
@@ -287,7 +289,6 @@ def build_leaderboard(results: str | Path, out_dir: str | Path, name: str,
                             "to record this one")
     command = command or command_line(results, name, metric, title, suite, include_reference)
     title = title or f"clbench leaderboard: {name}"
-    loaded = in_suite(load_results(results), s)
     if not loaded:
         raise ClbenchError(f"no results of suite {suite_name!r} under {results}; run it first: "
                            f"clbench run --suite {suite_name} --results {results}")

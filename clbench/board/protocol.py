@@ -60,13 +60,17 @@ def _key(stream: str, model: str) -> str:
     return f"{stream}/{model}"
 
 
-def suite_record(s: Suite) -> dict[str, Any]:
-    """The suite as a board's marker records it (plain JSON values)."""
+def suite_record(s: Suite, versions: dict[str, str] | None = None) -> dict[str, Any]:
+    """The suite as a board's marker records it (plain JSON values); ``versions`` (stream ->
+    the version its results record, e.g. a text stream's data revision) replace the
+    registered streams' versions."""
     return {"name": s.name, "version": s.version, "streams": list(s.streams),
             "models": list(s.models), "seeds": [int(x) for x in s.seeds],
             "overrides": list(s.overrides),
             "exclude": [{"stream": x.stream, "strategy": x.strategy} for x in s.exclude],
-            "settings": {_key(st, m): stream_settings(st, m, list(s.overrides))
+            "settings": {_key(st, m): {**stream_settings(st, m, list(s.overrides)),
+                                       **({"stream_version": versions[st]}
+                                          if versions and st in versions else {})}
                          for st in s.streams for m in s.models}}
 
 
@@ -85,13 +89,14 @@ def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: d}
 
 
-def settings_difference(got: dict[str, Any], want: dict[str, Any]) -> str | None:
+def settings_difference(got: dict[str, Any], want: dict[str, Any],
+                        keys: tuple[str, ...] = SETTINGS) -> str | None:
     """The first setting of ``got`` that is not ``want``'s, as ``"epochs 1 differs from the
     suite's 5"`` (training keys bare, the others prefixed: ``model.hidden``, ``mono.when``,
     ``scenario``, ``stream version``); None if they agree."""
     names = {"train": "", "model_params": "model.", "mono": "mono.",
              "task_incremental": "scenario", "stream_version": "stream version", "model": "model"}
-    for key in SETTINGS:
+    for key in keys:
         g, w = got.get(key), want.get(key)
         if json.dumps(g, sort_keys=True) == json.dumps(w, sort_keys=True):
             continue
@@ -133,7 +138,9 @@ def check_suite_matches(record: dict[str, Any], s: Suite, source: str = "", fix:
     for st in s.streams:
         for m in s.models:
             want = record["settings"].get(_key(st, m))
-            diff = want and settings_difference(stream_settings(st, m, list(s.overrides)), want)
+            # a suite file sets no stream version: the results' is checked file by file
+            diff = want and settings_difference(stream_settings(st, m, list(s.overrides)), want,
+                                                tuple(k for k in SETTINGS if k != "stream_version"))
             if diff:
                 raise ClbenchError(f"stream {st}: {diff} (suite {where} against the board's "
                                    f"suite {record['name']}); {fix}")
