@@ -1,10 +1,21 @@
 """A board's protocol: the suite it was built for (recorded in its marker) and the settings its
 results were run with (stated on its page).
 
-    >>> record = suite_record(load_suite("quick"))           # written into clbench-leaderboard.json
-    >>> check_suite_matches(record, load_suite("my-small.yaml"))
-    ClbenchError: stream split-digits seed 1 missing from suite my-small.yaml ...
-    >>> print(protocol_md(load_results("leaderboard/results")))
+    >>> import dataclasses
+    >>> from clbench.suites import load_suite
+    >>> record = suite_record(load_suite("quick"))         # written into clbench-leaderboard.json
+    >>> want = record["settings"]["split-digits/mlp"]
+    >>> want["train"]["epochs"], want["task_incremental"]
+    (10, False)
+    >>> settings_difference({**want, "train": {**want["train"], "epochs": 1}}, want)
+    "epochs 1 differs from the suite's 10"
+    >>> smaller = dataclasses.replace(load_suite("quick"), seeds=[0, 1])
+    >>> check_suite_matches(record, smaller, "small.yaml")
+    Traceback (most recent call last):
+    ...
+    clbench.errors.ClbenchError: stream split-digits seed 2 (model mlp) missing from suite small.yaml: ...
+
+``protocol_md(load_results("leaderboard/results"))`` is the README's protocol section.
 
 **The record.** A board built with ``--suite`` records in its marker the suite's cells
 (streams x models x seeds, the exclusions) and, per (stream, model), the settings every run of
