@@ -177,7 +177,8 @@ def stream_protocol(results: list[dict[str, Any]]) -> tuple[list[str], list[list
         c = r["config"]
         groups.setdefault((c["stream"], c["model"], _scenario(r)), []).append(r)
     headers = ["stream", "model", "model options", "scenario", "epochs", "batch", "optimizer",
-               "lr", "momentum", "weight decay", "stream version", "fingerprints (seed: sha256[:12])"]
+               "lr", "momentum", "weight decay", "stream version",
+               "fingerprints (seed: sha256[:12])"]
     rows = []
     for (stream, model, scenario), rs in sorted(groups.items()):
         t = [r["config"]["train"] for r in rs]
@@ -222,7 +223,8 @@ def method_protocol(results: list[dict[str, Any]]) -> tuple[list[str], list[list
     for (method, family, shown), streams in sorted(seen.items()):
         desc = STRATEGIES.get(method).description if method in STRATEGIES else "-"
         rows.append([method, family, ", ".join(sorted(set(streams))), shown, desc])
-    return ["method", "stream family", "streams", "parameters as run, by source", "description"], rows
+    headers = ["method", "stream family", "streams", "parameters as run, by source", "description"]
+    return headers, rows
 
 
 def runs_line(results: list[dict[str, Any]]) -> str:
@@ -241,9 +243,10 @@ def runs_line(results: list[dict[str, Any]]) -> str:
 
 def protocol_md(results: list[dict[str, Any]]) -> str:
     """The protocol section of a board's README.md (see the module docstring)."""
-    sh, sr = stream_protocol(results)
-    mh, mr = method_protocol(results)
+    def md(table: tuple[list[str], list[list[str]]]) -> str:
+        return tabulate(table[1], table[0], tablefmt="github", disable_numparse=True)
+
     return "\n".join(["### Protocol (read from the result files)", "",
-                      tabulate(sr, sh, tablefmt="github", disable_numparse=True), "",
+                      md(stream_protocol(results)), "",
                       "Methods' parameters as run, the source of each value and the strategy "
-                      "registry's description:", "", tabulate(mr, mh, tablefmt="github", disable_numparse=True), ""])
+                      "registry's description:", "", md(method_protocol(results)), ""])
