@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clbench.atomic import write_text_atomic  # noqa: E402
-from clbench.board.rank import ci95  # noqa: E402
+from clbench.board.rank import check_analyses, ci95  # noqa: E402
 from clbench.errors import ClbenchError  # noqa: E402
 from clbench.results import load_results  # noqa: E402
 from clbench.run.config import resolve_config  # noqa: E402
@@ -137,7 +137,9 @@ def shared_nulls(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> li
 
 
 def table(results: list[dict[str, Any]], source: str) -> str:
-    """The Markdown page."""
+    """The Markdown page (results whose analyses of one stream and model differ in a setting
+    are refused: :func:`clbench.board.rank.check_analyses`)."""
+    check_analyses([r for r in results if r.get("feature_forgetting")])
     header = ["stream", "model", "strategy", "model analyzed", "seeds", "final acc %",
               "forgetting (max) %", *[c[3:] for c in COLUMNS], "flags"]
     groups = group(results)

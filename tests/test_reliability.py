@@ -127,7 +127,9 @@ def test_submit_refuses_an_unmarked_leaderboard_before_running(tmp_path: Path,
 def test_committed_boards_are_marked(board: str) -> None:
     marker = json.loads((ROOT / board / lb.MARKER).read_text())
     name = Path(board).name if board != "leaderboard" else "cpu-v1"
+    record = marker.pop("suite_record")
     assert marker == {"schema": lb.MARKER_SCHEMA, "name": name, "suite": name}
+    assert record["name"] == name and record["seeds"] == load_suite(name).seeds
 
 
 # --- items 9 and 10: every setting is checked before the first cell trains --------------------

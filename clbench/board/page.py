@@ -86,6 +86,10 @@ class Page:
     figures: list[Image] = field(default_factory=list)
     #: (relative href, text) shown under the title
     links: list[tuple[str, str]] = field(default_factory=list)
+    #: one line on the conditions the runs' times were measured under (under the figures)
+    runs_note: str = ""
+    #: the protocol's tables (heading, headers, rows), read from the result files
+    protocol: list[tuple[str, list[str], list[list[Any]]]] = field(default_factory=list)
 
 
 def _e(x: Any) -> str:
@@ -134,6 +138,8 @@ def render_page(page: Page) -> str:
     headers, rows = overall_rows(t.overall)
     parts.append(table_html(headers, rows, "overall"))
     parts += [_figure(f) for f in page.figures]
+    if page.runs_note:
+        parts.append(f'<p id="timing">{_e(page.runs_note)}</p>')
     parts.append("<h2>Per stream</h2>")
     for stream in t.per_stream:
         headers, rows = stream_rows(t, stream)
@@ -141,5 +147,9 @@ def render_page(page: Page) -> str:
         parts.append(table_html(headers, rows, f"stream-{stream}"))
         if note := stream_note(t, stream):
             parts.append(f"<p>{_e(note)}</p>")
+    if page.protocol:
+        parts.append('<h2 id="protocol">Protocol (read from the result files)</h2>')
+        for i, (heading, headers, rows) in enumerate(page.protocol):
+            parts += [f"<h3>{_e(heading)}</h3>", table_html(headers, rows, f"protocol-{i}")]
     parts += [f"<script>{SCRIPT}</script>", "</body>", "</html>", ""]
     return "\n".join(parts)

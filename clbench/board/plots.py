@@ -18,7 +18,8 @@ shown as typed, never parsed as mathtext.
 * :func:`pareto_figure` draws one panel per stream: every strategy's mean value (y) against its
   mean cost (x, log scale; a symmetric log scale when some cost is 0), with the Pareto front
   (:func:`clbench.board.stats.pareto_front`: no other strategy is both cheaper and better) joined
-  by a staircase and drawn in colour.
+  by a staircase and drawn in colour; a panel that carries its costs' spread over seeds
+  (the time view: min to max) draws it as horizontal bars.
 """
 from __future__ import annotations
 
@@ -105,12 +106,16 @@ def cd_diagram(test: RankTest, path: str | Path, metric: str) -> Path:
 
 @dataclass(frozen=True)
 class ParetoPanel:
-    """One stream's points: strategy labels with their mean cost (x) and mean value (y)."""
+    """One stream's points: strategy labels with their mean cost (x) and mean value (y), and
+    optionally the spread of the cost over seeds (``cost_lo`` <= cost <= ``cost_hi``: drawn as
+    horizontal error bars)."""
 
     title: str
     labels: list[str]
     cost: list[float]
     value: list[float]
+    cost_lo: list[float] | None = None
+    cost_hi: list[float] | None = None
 
 
 def _front_staircase(cost: list[float], value: list[float], front: list[bool]
@@ -195,6 +200,11 @@ def pareto_figure(panels: list[ParetoPanel], cost_label: str, value_label: str,
                 continue
             ax.scatter([c], [v], s=28 if f else 16, color=FRONT if f else OTHER, zorder=2,
                        edgecolors="black" if f else "none", linewidths=0.5)
+        if p.cost_lo is not None and p.cost_hi is not None:
+            for c, v, lo, hi, f in zip(p.cost, p.value, p.cost_lo, p.cost_hi, front):
+                if not any(math.isnan(x) for x in (c, v, lo, hi)):
+                    ax.errorbar([c], [v], xerr=[[c - lo], [hi - c]], fmt="none", capsize=2,
+                                ecolor=FRONT if f else OTHER, elinewidth=0.7, zorder=1.5)
         _place_labels(ax, p.labels, p.cost, p.value, front)
         ax.set_title(p.title, fontsize=10, parse_math=False)
         ax.set_xlabel(cost_label, fontsize=9, parse_math=False)

@@ -22,12 +22,18 @@ results of one stream at two versions are refused, since their numbers are not c
 Task-incremental runs (multi-head, task labels given) of a stream that also has class-IL runs
 go to their own table, ``<stream> (task-IL)``.
 
+Feature-forgetting analyses (``clbench analyze``: the ``ff_*`` metrics) of one table and model
+are compared only when they were made alike: results whose analyses differ in a setting
+(crosscoder k, expansion, steps, lr, batch size; layers, head layer, probe size, held-out share,
+checkpoints: :func:`analysis_settings`) are refused, naming the setting.
+
 Directions, headers and display scales come from :mod:`clbench.metrics.registry`, never from
 the files: a file whose ``higher_is_better`` flag disagrees with the registry is refused, and
 metrics the registry does not know (an outside method's extras) are left out of the tables.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +113,53 @@ def table_names(results: list[dict[str, Any]]) -> list[str]:
                                      else "") for r in results]
 
 
+#: analysis settings that change none of its numbers: where it ran, how much the report shows,
+#: and the crosscoder's seed (a draw, like a run's seed), and which block it is
+ANALYSIS_FREE: frozenset[str] = frozenset({"device", "top", "images", "null", "crosscoder.seed"})
+#: the result blocks ``clbench analyze`` writes (the run's and the null model's)
+ANALYSIS_BLOCKS = ("feature_forgetting", "feature_forgetting_null")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return out
+
+
+def analysis_settings(block: dict[str, Any]) -> dict[str, str]:
+    """The settings that define one feature-forgetting analysis block, flat (``crosscoder.k``)
+    -> JSON value: its ``settings`` less :data:`ANALYSIS_FREE`, and the checkpoints analyzed."""
+    flat = _flat({**(block.get("settings") or {}), "checkpoints": block.get("checkpoints")})
+    return {k: json.dumps(v, sort_keys=True) for k, v in sorted(flat.items())
+            if k not in ANALYSIS_FREE}
+
+
+def check_analyses(results: list[dict[str, Any]]) -> None:
+    """Refuse (ClbenchError naming the first setting that differs and two results) results of one
+    table and model whose feature-forgetting analyses were made with different settings."""
+    first: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+    for r, table in zip(results, table_names(results)):
+        c = r["config"]
+        for key in ANALYSIS_BLOCKS:
+            if not isinstance(r.get(key), dict):
+                continue
+            mine = analysis_settings(r[key])
+            where = f"{r.get('label', c['strategy'])} seed {c['seed']}"
+            seen = first.setdefault((table, c["model"]), (where, mine))
+            diff = [k for k in sorted(set(mine) | set(seen[1])) if mine.get(k) != seen[1].get(k)]
+            if diff:
+                k = diff[0]
+                raise ClbenchError(
+                    f"results of stream {table} / {c['model']} hold feature-forgetting analyses "
+                    f"made with different settings ({seen[0]}: {k}={seen[1].get(k, 'unset')}; "
+                    f"{where}: {k}={mine.get(k, 'unset')}), so their ff_ metrics cannot share a "
+                    "table: run clbench analyze on them with the same options, or rank them "
+                    "from separate folders")
+
+
 def results_frame(results: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, bool]]:
     """One row per successful result: stream (its table, :func:`table_names`), model, label,
     seed, whether it is a reference row, and the value of every registered metric (unregistered ones are left out); plus metric name -> higher_is_better,
@@ -177,6 +230,7 @@ def rank_results(results: list[dict[str, Any]], metric: str = "final_accuracy",
                  include_reference: bool = False) -> Tables:
     """The ranked tables of ``results`` on ``metric`` (see the module docstring); with
     ``include_reference``, joint and cumulative are ranked like the other strategies."""
+    check_analyses(results)
     df, direction = results_frame(results)
     if df.empty:
         raise ClbenchError("no successful results to rank; run 'clbench run' first")

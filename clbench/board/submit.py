@@ -14,7 +14,10 @@ a process, not a sandbox: a method written to fake its own re-run is not stopped
 Each step rejects the submission (``ClbenchError``: one line, exit 2) with the reason. Before
 any of them, the leaderboard folder (``--out-dir``, default the results folder's parent) must be
 that suite's marked board or a new one (:func:`clbench.board.leaderboard.check_out_dir`), so a
-submission never runs only to be refused, nor overwrites a project's README.md:
+submission never runs only to be refused, nor overwrites a project's README.md; and the suite
+given must be the board's as its marker records it (:mod:`clbench.board.protocol`: every
+stream and seed, each stream's resolved settings; a new board records the first submission's),
+or the first (stream, seed) missing or setting that differs is named:
 
 1. **one method**: importing the file (in a worker) registers exactly one new strategy; its name is the
    submission's (a file already in ``strategies/`` is imported on the registry's first lookup: its one
@@ -26,7 +29,8 @@ submission never runs only to be refused, nor overwrites a project's README.md:
    (schema, directions, ranges and agreement with its own accuracy matrix:
    :mod:`clbench.validation`), its run succeeded, its ``config.strategy``, label, stream,
    model and seed are the submitted cell's (a file of another method, relabelled, is refused
-   naming the file), and its config is the suite's (training,
+   naming the file), its settings are those the board's suite records (a file run with other
+   settings is named with the first that differs), and its config is the suite's (training,
    method, model and monosemanticity settings); the leaderboard's own results pass the same
    checks before anything runs, and no submitted file duplicates one of them;
 5. **same data**: each result's stream version is the registered stream's, and its
@@ -62,7 +66,9 @@ import torch
 
 import clbench.strategies as builtin_methods
 from clbench.errors import ClbenchError
-from clbench.board.leaderboard import build_leaderboard, check_out_dir
+from clbench.board.leaderboard import build_leaderboard, check_out_dir, recorded_suite
+from clbench.board.protocol import (check_suite_matches, result_settings, settings_difference,
+                                   suite_record)
 from clbench.results import load_result, load_result_files, write_json_atomic
 from clbench.run.sweep import Planned, plan, run_cells
 from clbench.strategy_api import STRATEGIES, StrategySpec
@@ -136,13 +142,36 @@ def _existing(results: Path) -> list[tuple[Path, dict[str, Any]]]:
     return load_result_files(results) if results.is_dir() else []
 
 
-def check_result(p: Planned, source: Path, known: dict[tuple[str, int], dict[str, Any]]
-                 ) -> dict[str, Any]:
-    """Steps 4 and 5 for one expected result file; returns its data."""
+def _settings_of(record: dict[str, Any] | None, p: Planned) -> dict[str, Any] | None:
+    return (record or {}).get("settings", {}).get(f"{p.cell.stream}/{p.cell.model}")
+
+
+def _missing(p: Planned, source: Path, record: dict[str, Any] | None) -> ClbenchError:
+    """The rejection of a cell without its expected file: the setting that differs when the
+    method's result for that cell exists under other settings (another path tag)."""
+    where = f"stream {p.cell.stream} seed {p.cell.seed}"
+    want = _settings_of(record, p)
+    folder = source / p.cell.stream / p.cell.model
+    for other in sorted(folder.glob(f"{p.cell.strategy}@*/seed{p.cell.seed}.json")) + sorted(
+            folder.glob(f"{p.cell.strategy}/seed{p.cell.seed}.json")):
+        try:
+            diff = want and settings_difference(result_settings(load_result(other)), want)
+        except ClbenchError:
+            continue
+        if diff:
+            return ClbenchError(f"{where}: {other} was run with other settings: {diff}; run "
+                                "the board's suite unchanged")
+    return ClbenchError(f"{where} missing: no result {p.path.relative_to(source)} in {source}; "
+                        "run every cell of the board's suite")
+
+
+def check_result(p: Planned, source: Path, known: dict[tuple[str, int], dict[str, Any]],
+                 record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Steps 4 and 5 for one expected result file; returns its data. ``record`` is the board's
+    suite (:func:`clbench.board.protocol.suite_record`): the file's settings must be its."""
     where = f"{p.cell.stream} seed {p.cell.seed}"
     if not p.path.exists():
-        raise ClbenchError(f"{where}: missing result {p.path.relative_to(source)} in {source}; "
-                           "run every cell of the suite")
+        raise _missing(p, source, record)
     data = load_result(p.path)
     if data["status"] != "ok":
         first = str(data.get("error")).splitlines()[0] if data.get("error") else "no error given"
@@ -157,6 +186,9 @@ def check_result(p: Planned, source: Path, known: dict[tuple[str, int], dict[str
         if got != expected:
             raise ClbenchError(f"{p.path}: {key} {got!r} is not the submission's {expected!r}; "
                                f"submit only results that {p.cell.strategy!r} wrote for this suite")
+    want_settings = _settings_of(record, p)
+    if want_settings and (diff := settings_difference(result_settings(data), want_settings)):
+        raise ClbenchError(f"stream {where}: {diff}; run the board's suite unchanged")
     for key in CONFIG_KEYS:
         if json.dumps(data["config"].get(key), sort_keys=True) != json.dumps(want.get(key), sort_keys=True):
             raise ClbenchError(f"{where}: config {key!r} is not the suite's "
@@ -279,6 +311,8 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
     results = Path(results)
     out = Path(out_dir) if out_dir else results.parent
     check_out_dir(out, s.name, s.name, results)  # before anything is run or copied
+    record = recorded_suite(out) or suite_record(s)  # a new board: the first submission's suite
+    check_suite_matches(record, s, s.name if isinstance(suite, Suite) else str(suite))
     name = describe_strategy(file)
     mine = sorted(results.glob(f"*/*/{name}/seed*.json")) + sorted(results.glob(f"*/*/{name}@*/seed*.json"))
     if mine:
@@ -293,7 +327,7 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
             run_in_worker(file, cells, staging, s.overrides, data_root, threads, show_progress)
         known = {(r["config"]["stream"], int(r["config"]["seed"])): r["stream"]
                  for _, r in existing}
-        datas = [check_result(p, staging, known) for p in planned]
+        datas = [check_result(p, staging, known, record) for p in planned]
         refuse_duplicates([*existing, *[(p.path, d) for p, d in zip(planned, datas)]])
         data_of = {p.path: d for p, d in zip(planned, datas)}
         chosen = choose_reruns(planned, rng or random.SystemRandom())

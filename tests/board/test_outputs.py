@@ -117,7 +117,7 @@ def test_leaderboard_verb_on_a_small_folder(tmp_path: Path) -> None:
         if p.suffix == ".png":
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
     html = (tmp_path / "out" / "index.html").read_text()
-    assert html.count('<table class="sortable"') == 3 and "http" not in html
+    assert html.count('<table class="sortable"') == 3 + 2 and "http" not in html  # + protocol
     assert not list((tmp_path / "out").glob(".*")), "temp files left behind"
 
 

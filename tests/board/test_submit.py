@@ -161,7 +161,7 @@ TAMPER = [
     pytest.param(lambda d: d.pop("metrics"), "not a valid clbench.result/1", id="schema"),
     pytest.param(_set(["stream", "fingerprint"], "f" * 64), "data fingerprint", id="other-data"),
     pytest.param(_set(["stream", "version"], "0.9"), "stream version 0.9", id="stream-version"),
-    pytest.param(_set(["config", "train", "epochs"], 3), "config 'train' is not the suite's",
+    pytest.param(_set(["config", "train", "epochs"], 3), "epochs 3 differs from the suite's 1",
                  id="other-config"),
     pytest.param(_bump_accuracy, "gives a different accuracy matrix", id="not-reproducible"),
     pytest.param(_set(["metrics", "final_accuracy", "value"], 0.99),
@@ -169,7 +169,7 @@ TAMPER = [
                  id="inflated-metric"),
     pytest.param(_set(["metrics", "final_accuracy", "higher_is_better"], False),
                  "'final_accuracy' is marked higher_is_better=false", id="direction"),
-    pytest.param(None, "missing result", id="missing-file"),
+    pytest.param(None, "stream split-digits seed 1 missing", id="missing-file"),
 ]
 
 
@@ -347,3 +347,96 @@ def test_files_inside_the_strategies_package() -> None:
     assert import_strategy(ROOT / "strategies" / "TEMPLATE.py") == "template"
     with pytest.raises(Exception, match="found: agem, cumulative, der"):
         import_strategy(ROOT / "strategies" / "baselines.py")
+
+
+# --- issue 16 item 1: a submission covers the board's suite with its exact settings ---------
+
+#: the board's suite: two streams, two seeds, the default epochs
+BOARD_SUITE = SUITE.replace("streams: [split-digits]", "streams: [split-digits, split-mnist1d]"
+                            ).replace('["epochs=1", "mono.when=off"]', '["mono.when=off"]')
+
+
+def _marked_board(root: Path, suite_text: str) -> Path:
+    """`clbench leaderboard` over the small board, marked with ``suite_text``'s suite."""
+    results = _board(root)
+    suite = root.parent / f"{root.name}-suite.yaml"
+    suite.write_text(suite_text)
+    assert main(["leaderboard", str(results), "--name", "digits-mini", "--suite", str(suite),
+                 "--out-dir", str(root)]) == 0
+    return results
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("board, given, why", [
+    pytest.param(BOARD_SUITE, SUITE.replace("seeds: [0, 1]", "seeds: [0]"),
+                 "stream split-digits seed 1 (model mlp) missing from suite", id="one-seed-one-epoch"),
+    pytest.param(BOARD_SUITE, SUITE, "stream split-mnist1d seed 0 (model mlp) missing", id="one-stream"),
+    pytest.param(SUITE, SUITE.replace('"epochs=1"', '"epochs=2"'),
+                 "stream split-digits: epochs 2 differs from the suite's 1", id="epochs"),
+    pytest.param(SUITE, SUITE.replace('"epochs=1"', '"epochs=1", "batch_size=16"'),
+                 "batch_size 16 differs from the suite's 32", id="batch-size"),
+    pytest.param(SUITE, SUITE.replace('"epochs=1"', '"epochs=1", "optimizer=adam"'),
+                 "optimizer adam differs from the suite's sgd", id="optimizer"),
+    pytest.param(SUITE, SUITE.replace('"epochs=1"', '"epochs=1", "task_incremental=true"'),
+                 "scenario task-IL differs from the suite's class-IL", id="scenario"),
+    pytest.param(SUITE, SUITE.replace('"epochs=1"', '"epochs=1", "model.hidden=50"'),
+                 "model.hidden [50] differs from the suite's [400, 400]", id="model"),
+])
+def test_a_suite_other_than_the_boards_is_refused(
+        files: dict[str, Path], tmp_path: Path, board: str, given: str, why: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The marker records the board's suite; a submission whose suite file (same name) leaves
+    out a stream or seed, or resolves a setting otherwise, is refused before anything runs, with
+    the first difference named, and nothing on the board changes."""
+    root = tmp_path / "board"
+    results = _marked_board(root, board)
+    before = _snapshot(root)
+    (tmp_path / "given.yaml").write_text(given)
+    capsys.readouterr()
+    rc = main(["submit", str(files["method"]), "--suite", str(tmp_path / "given.yaml"),
+               "--results", str(results), "--quiet"])
+    err = _one_error(capsys)
+    assert rc == 2 and why in err, err
+    assert _snapshot(root) == before and not _mine(results)
+
+
+def test_files_run_with_other_settings_are_named(accepted: tuple[Path, int], files: dict[str, Path],
+                                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                 ) -> None:
+    """--from files made with a smaller suite (one seed, 2 epochs: another path tag) are refused
+    naming the setting, not only as missing; the complete set is accepted on the marked board."""
+    [src] = _mine(accepted[0])
+    other = tmp_path / "other" / "split-digits" / "mlp" / f"{NAME}@0123abcd"
+    other.mkdir(parents=True)
+    data = json.loads((src / "seed0.json").read_text())
+    data["config"]["train"]["epochs"] = 2
+    (other / "seed0.json").write_text(json.dumps(data))
+    root = tmp_path / "board"
+    results = _marked_board(root, SUITE)
+    capsys.readouterr()
+    assert _submit(files, results, "--from", str(tmp_path / "other")) == 2
+    err = _one_error(capsys)
+    assert "stream split-digits seed 0" in err and "epochs 2 differs from the suite's 1" in err, err
+    assert not _mine(results)
+    shutil.copytree(src, tmp_path / "mine" / "split-digits" / "mlp" / src.name)
+    assert _submit(files, results, "--from", str(tmp_path / "mine")) == 0
+    assert [p.name for p in sorted(_mine(results)[0].glob("seed*.json"))] == ["seed0.json", "seed1.json"]
+
+
+def test_rebuilding_a_board_with_another_suite_of_its_name_needs_init(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "board"
+    results = _marked_board(root, BOARD_SUITE)
+    (tmp_path / "small.yaml").write_text(SUITE)
+    capsys.readouterr()
+    args = ["leaderboard", str(results), "--name", "digits-mini", "--suite",
+            str(tmp_path / "small.yaml"), "--out-dir", str(root)]
+    assert main(args) == 2
+    assert "stream split-mnist1d seed 0 (model mlp) missing" in _one_error(capsys)
+    assert main([*args, "--init"]) == 0
+    marker = json.loads((root / "clbench-leaderboard.json").read_text())
+    assert marker["suite_record"]["streams"] == ["split-digits"]
+    assert marker["suite_record"]["settings"]["split-digits/mlp"]["train"]["epochs"] == 1
