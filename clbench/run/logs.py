@@ -4,9 +4,13 @@
     # -> results/split-digits/mlp/naive/seed0.json           (the result, unchanged)
     #    results/split-digits/mlp/naive/seed0.logs/csv/training_results.csv, eval_results.csv
 
-    >>> spec = log_spec("csv,tensorboard")          # checked before any cell runs
-    >>> evaluator, loggers = make_evaluator(spec, log_dir(path), "split-digits/mlp/naive/seed0", cfg)
-    >>> result = run(cfg, evaluator=evaluator); close_loggers(loggers)
+    >>> parse_log("csv,tensorboard")          # log_spec also imports their packages, once
+    ('csv', 'tensorboard')
+    >>> log_dir("results/split-digits/mlp/naive/seed0.json").as_posix()
+    'results/split-digits/mlp/naive/seed0.logs'
+
+    evaluator, loggers = make_evaluator(log_spec("csv"), log_dir(path), "naive/seed0", cfg.to_dict())
+    result = run(cfg, evaluator=evaluator); close_loggers(loggers)
 
 A logged run's strategy gets an :class:`~avalanche.training.plugins.EvaluationPlugin` with
 Avalanche's loss and accuracy metrics (:func:`logged_metrics`): the training loss of every
