@@ -16,8 +16,8 @@ from clbench.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = ROOT / "leaderboard"
-GENERATED = ["README.md", "cpu-v1.csv", "forgetting.md", "cd-diagram.png", "pareto-state.png",
-             "pareto-time.png", "index.html", "clbench-leaderboard.json"]
+GENERATED = ["README.md", "cpu-v1.csv", "cpu-v1-seeds.csv", "forgetting.md", "cd-diagram.png",
+             "pareto-state.png", "pareto-time.png", "index.html", "clbench-leaderboard.json"]
 
 
 @pytest.fixture(scope="module")
