@@ -109,7 +109,7 @@ def test_leaderboard_verb_on_a_small_folder(tmp_path: Path) -> None:
         for s in ("naive", "replay", "der"):
             shutil.copytree(BOARD / "results" / stream / "mlp" / s, src / stream / "mlp" / s)
     paths = build_leaderboard(src, tmp_path / "out", name="mini")
-    assert sorted(p.name for p in paths) == sorted(["README.md", "mini.csv", "forgetting.md",
+    assert sorted(p.name for p in paths) == sorted(["README.md", "mini.csv", "mini-seeds.csv", "forgetting.md",
                                                     "cd-diagram.png", "clbench-leaderboard.json",
                                                     "pareto-state.png", "pareto-time.png",
                                                     "index.html"])
