@@ -21,7 +21,8 @@ each experience, as the runner evaluates). Each chosen logger receives them:
 * ``csv`` (:class:`~avalanche.logging.CSVLogger`): ``training_results.csv`` (one row per
   training experience and epoch: ``training_loss``, ``training_accuracy``) and
   ``eval_results.csv`` (one row per evaluated experience and training experience:
-  ``eval_loss``, ``eval_accuracy``); always available;
+  ``eval_loss``, ``eval_accuracy``; ``training_exp`` is ``None`` for the evaluation before
+  training); always available;
 * ``tensorboard`` (:class:`~avalanche.logging.TensorboardLogger`): an events file of every
   metric as a scalar (``tensorboard --logdir results/``); ``pip install 'clbench[tensorboard]'``;
 * ``wandb`` (:class:`~avalanche.logging.WandBLogger`): a W&B run named
@@ -45,8 +46,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from avalanche.logging import CSVLogger, TensorboardLogger, WandBLogger
 
 from clbench.errors import ClbenchError
 from clbench.registry import unknown_name_message
@@ -151,26 +150,18 @@ def make_loggers(spec: LogSpec, folder: Path, name: str, config: dict[str, Any])
 
 
 def _logger(kind: str, where: Path, name: str, config: dict[str, Any], mode: str) -> Any:
+    # lazy: avalanche.logging imports tensorboard, whose absence check_installed reports
     if kind == "csv":
+        from avalanche.logging import CSVLogger
         return CSVLogger(log_folder=str(where))
     if kind == "tensorboard":
+        from avalanche.logging import TensorboardLogger
         return TensorboardLogger(tb_log_dir=where)
+    from clbench.run.wandb_logger import ScalarWandBLogger
     return ScalarWandBLogger(project_name=os.environ.get("WANDB_PROJECT", "clbench"),
                              run_name=name, dir=str(where), save_code=False, config=config,
                              params={"mode": mode, "id": os.environ.get("WANDB_RUN_ID")
                                      or uuid.uuid4().hex[:12]})
-
-
-class ScalarWandBLogger(WandBLogger):
-    """Avalanche 0.6's W&B logger, for the scalars clbench logs, on current wandb: Avalanche's
-    own makes its run id with ``wandb.util.generate_id`` and type-checks every value against
-    ``wandb.viz.CustomChart``, both gone from wandb (0.31 has neither), so the run id is given
-    (:func:`_logger`) and a value is logged when it is a number, at the strategy's iteration."""
-
-    def log_single_metric(self, name: str, value: Any, x_plot: int) -> None:
-        self.step = x_plot
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            self.wandb.log({name: value}, step=self.step)
 
 
 def make_evaluator(spec: LogSpec, folder: Path, name: str,
