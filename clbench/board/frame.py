@@ -7,7 +7,9 @@
 Every file is read through :func:`clbench.results.load_result_files`, the validated loader of
 ``clbench rank``, ``check`` and ``leaderboard`` (schema, directions, ranges, agreement with the
 file's own accuracy matrix, no duplicate runs), so the frame holds exactly the numbers those
-verbs would use. A failed run has no metrics and so no rows.
+verbs would use. A failed run has no metrics and so no rows. (The ranking's own
+:func:`clbench.board.rank.results_frame` is the wide frame of loaded results it ranks: one row
+per run, registered metrics as columns.)
 
 Columns (:data:`COLUMNS`), in order:
 
