@@ -4,7 +4,8 @@
     >>> result = clbench.run(clbench.resolve_config("split-digits", "ewc", "mlp", seed=0))
     >>> result.metric("final_accuracy")
 
-The CLI (``clbench run``, ``clbench rank``, ``clbench ls``) only wraps this API.
+The CLI (``clbench run``, ``clbench rank``, ``clbench ls``) only wraps this API;
+``clbench.results_frame("results")`` gives a results folder as a tidy pandas DataFrame.
 
 The public names are imported on first use (PEP 562 ``__getattr__``): ``import clbench`` and
 ``clbench --help`` load neither torch nor Avalanche, which take seconds; ``clbench.run`` and the
@@ -23,6 +24,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "ClbenchError": ("clbench.errors", "ClbenchError"),
     "MODELS": ("clbench.models.base", "MODELS"),
     "RunResult": ("clbench.results", "RunResult"),
+    "results_frame": ("clbench.board.frame", "results_frame"),
     "RunConfig": ("clbench.run.config", "RunConfig"),
     "resolve_config": ("clbench.run.config", "resolve_config"),
     "STRATEGIES": ("clbench.strategy_api", "STRATEGIES"),

@@ -10,6 +10,7 @@
                 --set epochs=2 --set ewc.ewc_lambda=500
     clbench rank results/ --metric forgetting_max --format md --out table.md
     clbench run --stream split-digits --strategy naive --seeds 0 --keep-checkpoints
+    clbench run --stream split-digits --strategy naive --seeds 0 --log csv,tensorboard  # curves
     clbench analyze results/split-digits/mlp/naive/seed0.json      # feature-level forgetting
     clbench ls strategies --params                # each method's --set parameters, defaults
     clbench ls --json                             # every list, for scripts
@@ -107,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads per run (default: torch's choice); recorded in results")
+    r.add_argument("--log", default=None, metavar="LOGGERS",
+                   help="training curves through Avalanche's loggers, comma-separated: csv, "
+                        "tensorboard, wandb (into <result>.logs/<logger>/; see clbench.run.logs)")
     r.add_argument("--executor", default="local",
                    help="where cells run: local (in turn, default), process (a local process pool) "
                         "or ray (Ray tasks; pip install 'clbench[ray]')")
@@ -374,11 +378,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     # lazy: see the module docstring
     from clbench.board.rank import rank_results, render
     from clbench.results import load_result
+    from clbench.run.logs import log_spec
     from clbench.run.plan import is_done, plan, refuse_done_without_checkpoints
     from clbench.run.sweep import run_cells
     from clbench.metrics.registry import metric
 
     metric(a.metric)  # a typo fails now, not after the sweep
+    log = log_spec(a.log) if a.log is not None else None   # a missing package fails now too
     if a.threads is not None:
         if a.threads < 1:
             raise ClbenchError(f"--threads {a.threads}: must be at least 1")
@@ -400,7 +406,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                                              a.task_incremental))
     paths = run_cells(cells, a.results, overrides, a.data_root, a.resume, a.task_incremental,
                       a.download, show_progress=not a.quiet, executor=a.executor,
-                      workers=a.workers, address=a.address, threads=a.threads)
+                      workers=a.workers, address=a.address, threads=a.threads, log=log)
     results = [load_result(p) for p in paths if p.exists()]
     failed = [r for r in results if r["status"] != "ok"]
     print(render(rank_results(results, a.metric), "md"))

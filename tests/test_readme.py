@@ -156,9 +156,14 @@ def test_readme_command(line: int, argv: list[str], workdir: Path,
 @pytest.mark.parametrize("block", [b for b in TESTED if b.lang == "python"],
                          ids=lambda b: f"L{b.line}")
 def test_readme_python_snippet(block: Block, workdir: Path) -> None:
+    """A snippet leaves a ``result`` (a RunResult that succeeded) or a ``df`` (the frame of the
+    workdir's results, ``clbench.results_frame``)."""
     ns: dict[str, Any] = {"__name__": "readme_snippet"}
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compile(block.text, f"README.md:{block.line}", "exec"), ns)  # noqa: S102  (our README)
+    if "df" in ns:   # a results_frame snippet: the frame of the workdir's results
+        assert len(ns["df"]) > 0 and set(ns["df"].seed) == {0}, ns["df"]
+        return
     assert "result" in ns and ns["result"].status == "ok", ns.get("result")
 
 

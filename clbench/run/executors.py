@@ -49,6 +49,7 @@ from tqdm import tqdm
 from clbench.errors import ClbenchError
 from clbench.registry import Registry
 from clbench.results import RunResult
+from clbench.run.logs import LogSpec, close_loggers, log_dir, make_evaluator
 from clbench.run.plan import Planned
 from clbench.run.provenance import determinism_settings, provenance
 from clbench.run.runner import Progress, build_model, run
@@ -66,6 +67,8 @@ class SweepOptions:
     task_incremental: bool = False
     download: bool = False
     show_progress: bool = True
+    #: Avalanche loggers of every cell run (``--log``; :mod:`clbench.run.logs`), None: none
+    log: LogSpec | None = None
 
 
 # --- one cell, in whichever process runs it ---------------------------------------------------
@@ -154,13 +157,21 @@ def failed_result(p: Planned, error: str, stream: Stream | None = None) -> RunRe
 def run_planned(p: Planned, opts: SweepOptions, progress: Progress | None = None) -> RunResult:
     """Run one cell; anything but a :class:`ClbenchError` comes back as a failed result."""
     stream = None if is_text(p) else cached_stream(p.cell.stream, p.cell.seed, opts)
+    loggers: list[Any] = []
     try:
-        return run(p.config, stream=stream, progress=progress)
+        evaluator = None
+        if opts.log is not None:  # curves next to the result (clbench.run.logs)
+            c = p.cell
+            evaluator, loggers = make_evaluator(opts.log, log_dir(p.path),
+                                                f"{c.stream}/{c.model}/{c.strategy}{p.tag}/seed{c.seed}",
+                                                p.config.to_dict())
+        return run(p.config, stream=stream, progress=progress, evaluator=evaluator)
     except ClbenchError:
         raise
     except Exception as e:  # a bug in a method must not stop a sweep; keep the trace
         return failed_result(p, f"{type(e).__name__}: {e}\n{traceback.format_exc()}", stream)
     finally:
+        close_loggers(loggers)
         gc.collect()  # Avalanche objects form cycles; free the run's tensors before the next
 
 

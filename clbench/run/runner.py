@@ -110,10 +110,11 @@ def run(cfg: RunConfig, stream: Stream | None = None, progress: Progress | None 
     """Train and evaluate one configuration; a diverging run comes back with status "failed".
 
     ``extra_plugins`` run after the method's plugins; ``evaluator`` replaces the silent default
-    (tests pass one with Avalanche's accuracy metrics to check R against them).
+    (tests pass one with Avalanche's accuracy metrics to check R against them; ``--log`` one
+    with Avalanche's loggers, :mod:`clbench.run.logs`; text streams take none).
 
-    Avalanche's own warnings (no loggers, buffer notes) are silenced: clbench logs nothing
-    through Avalanche and records what it measures in the result.
+    Avalanche's own warnings (no loggers, buffer notes) are silenced: clbench records what it
+    measures in the result, and logs through Avalanche only when asked.
     """
     with warnings.catch_warnings():
         shown = warnings.showwarning

@@ -27,8 +27,9 @@ from clbench.atomic import remove_stale_temps
 from clbench.errors import ClbenchError
 from clbench.results import RunResult, write_result
 from clbench.run.executors import (Executor, LocalExecutor, SweepOptions, check_layers,
-                                   create_executor)
+                                   create_executor, is_text)
 from clbench.run.lock import CellLock, holder
+from clbench.run.logs import LogSpec
 from clbench.run.plan import Planned, is_done, plan
 from clbench.suites import Cell
 
@@ -39,13 +40,15 @@ def run_cells(cells: Iterable[Cell], results: str | Path, overrides: list[str] |
               data_root: str | None = None, resume: bool = True, task_incremental: bool = False,
               download: bool = False, show_progress: bool = True,
               executor: str | Executor = "local", workers: int | None = None,
-              address: str | None = None, threads: int | None = None) -> list[Path]:
+              address: str | None = None, threads: int | None = None,
+              log: LogSpec | None = None) -> list[Path]:
     """Run every cell not yet done on ``executor`` (see :mod:`clbench.run.executors`); returns the
     result paths of all cells (done or skipped). Results are written here, one at a time.
 
     ``executor`` is a registered name (made with ``workers``/``address``/``threads`` and closed
     at the end) or an :class:`~clbench.run.executors.Executor` the caller made, which is started if
-    needed and left open, so several sweeps can share warm workers."""
+    needed and left open, so several sweeps can share warm workers. ``log`` adds Avalanche's
+    loggers to every cell run (:mod:`clbench.run.logs`; not on text streams)."""
     if isinstance(executor, str):
         runner, owned = create_executor(executor, workers, address, threads), True
     else:
@@ -53,7 +56,10 @@ def run_cells(cells: Iterable[Cell], results: str | Path, overrides: list[str] |
     planned = plan(cells, list(overrides or []), results, data_root, task_incremental)
     remove_stale_temps(results)
     todo = [p for p in planned if not (resume and is_done(p.path))]
-    opts = SweepOptions(data_root, task_incremental, download, show_progress)
+    if log is not None and (text := [p for p in todo if is_text(p)]):
+        raise ClbenchError(f"--log: stream {text[0].cell.stream!r} is scored outside Avalanche's "
+                           "evaluation, so it has no curves to log; drop --log or the text stream")
+    opts = SweepOptions(data_root, task_incremental, download, show_progress, log)
     locks: dict[Path, CellLock] = {}
     left: list[str] = []   # who holds each cell another sweep runs
     written: list[Path] = []

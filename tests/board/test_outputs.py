@@ -16,8 +16,8 @@ from clbench.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = ROOT / "leaderboard"
-GENERATED = ["README.md", "cpu-v1.csv", "forgetting.md", "cd-diagram.png", "pareto-state.png",
-             "pareto-time.png", "index.html", "clbench-leaderboard.json"]
+GENERATED = ["README.md", "cpu-v1.csv", "cpu-v1-seeds.csv", "forgetting.md", "cd-diagram.png",
+             "pareto-state.png", "pareto-time.png", "index.html", "clbench-leaderboard.json"]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_leaderboard_verb_on_a_small_folder(tmp_path: Path) -> None:
         for s in ("naive", "replay", "der"):
             shutil.copytree(BOARD / "results" / stream / "mlp" / s, src / stream / "mlp" / s)
     paths = build_leaderboard(src, tmp_path / "out", name="mini")
-    assert sorted(p.name for p in paths) == sorted(["README.md", "mini.csv", "forgetting.md",
+    assert sorted(p.name for p in paths) == sorted(["README.md", "mini.csv", "mini-seeds.csv", "forgetting.md",
                                                     "cd-diagram.png", "clbench-leaderboard.json",
                                                     "pareto-state.png", "pareto-time.png",
                                                     "index.html"])
