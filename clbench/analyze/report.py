@@ -161,9 +161,12 @@ def capacity_heatmaps_figure(fm: FeatureMeasures, top: list[int]) -> Figure:
     for ax in list(axes.flat)[len(top):]:
         ax.axis("off")
     fig.colorbar(im, ax=axes, shrink=0.8, label="capacity $c_i^{(l,t)}$")
-    for ax in list(axes.flat)[:len(top)]:       # after the colour bar: the axes' final size
+    for j, ax in enumerate(list(axes.flat)[:len(top)]):   # after the colour bar: final sizes
         set_ticks(ax, "x", _ckpt_labels(fm.after), fontsize=6)
-        set_ticks(ax, "y", fm.layers[::-1], fontsize=6)
+        if j % cols == 0:                       # layer names once a row, not over a neighbour
+            set_ticks(ax, "y", fm.layers[::-1], fontsize=6)
+        else:
+            ax.set_yticks([])
     return fig
 
 

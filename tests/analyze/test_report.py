@@ -156,11 +156,18 @@ def test_tick_labels_never_overlap(T: int, make: str) -> None:
            "heatmaps": lambda: capacity_heatmaps_figure(fm, top),
            "readout": lambda: readout_curves_figure(fm, top)}[make]()
     FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
     for axis in ("x", "y") if make == "heatmaps" else ("x",):
         per_axes = _tick_boxes(fig, axis)
         assert per_axes
         for boxes in per_axes:
             assert _overlaps(boxes) == [], (make, axis, T)
+    for ax in fig.axes:                        # nor does a label reach into another panel
+        for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+            if label.get_text():
+                box = label.get_window_extent(renderer)
+                assert not any(box.overlaps(o.get_window_extent(renderer))
+                               for o in fig.axes if o is not ax), (make, label.get_text())
     # the first checkpoint is always labelled
     assert fig.axes[0].get_xticklabels()[0].get_text() == "exp0"
 
