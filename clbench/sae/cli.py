@@ -27,7 +27,8 @@ def add_sae_verb(sub: Any) -> None:
                    help="cfg.json's hook_name (default: the layer in SAE_FILE's .json record, "
                         "if any)")
     x.add_argument("--model-name", default=None,
-                   help="cfg.json's model_name (default: the model source in the record, if any)")
+                   help="cfg.json's model_name (default: the model source in the record, if any; a "
+                        "local folder by its name only)")
     f = ssub.add_parser("fit", help="fit a TopK SAE on a causal LM's residual stream at one "
                                     "layer, over text in no task (KJV passages, WordNet glosses)")
     f.add_argument("--model", default="smollm2-135m", help="a language model of the registry")
@@ -68,7 +69,9 @@ def cmd_sae_export(a: argparse.Namespace) -> int:
     record = record if isinstance(record, dict) else {}
     model = record.get("model") if isinstance(record.get("model"), dict) else {}
     hook = a.hook_name if a.hook_name is not None else str(record.get("layer", ""))
-    name = a.model_name if a.model_name is not None else str(model.get("source", ""))
+    source = str(model.get("source", ""))
+    source = Path(source).name if Path(source).is_absolute() else source   # a local folder
+    name = a.model_name if a.model_name is not None else source
     out = export_saelens(load_any_sae(src), a.out_dir, hook_name=hook, model_name=name)
     print(f"saelens: {out}  (load with sae_lens.SAE.load_from_disk, or pass it as "
           f"sae-reg.sae_path)")

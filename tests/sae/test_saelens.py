@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from clbench import resolve_config, run
 from clbench.cli import main
 from clbench.errors import ClbenchError
 from clbench.models import create_model
@@ -26,6 +27,7 @@ from clbench.sae.fit import fit_layer_sae
 from clbench.sae.relu_l1 import ReLUL1SAE
 from clbench.sae.saelens import export_saelens, load_any_sae, load_saelens
 from clbench.sae.topk import TopKSAE
+from clbench.strategy_api import STRATEGIES, BuildContext
 from clbench.streams import Stream
 from clbench.strategies.sae_reg import load_sae
 
@@ -176,3 +178,58 @@ def test_export_refuses_a_folder_with_other_files(tmp_path: Path) -> None:
     with pytest.raises(ClbenchError, match="holds other files"):
         export_saelens(TopKSAE(4, 8, 2), tmp_path / "out")
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("missing", "no such file or folder"),
+    ("not torch", "is not a clbench SAE file"),
+    ("out is a file", "is a file; give a folder"),
+    ("folder without cfg", "a folder without a SAELens cfg.json"),
+])
+def test_export_bad_input_is_one_line(case: str, fragment: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    src, out = tmp_path / "sae.pt", tmp_path / "out"
+    TopKSAE(4, 8, 2).save(src)
+    if case == "missing":
+        src = tmp_path / "nope.pt"
+    elif case == "not torch":
+        src.write_text("hello")
+    elif case == "out is a file":
+        out.write_text("x")
+    else:
+        src = tmp_path / "empty"
+        src.mkdir()
+    assert main(["sae", "export", str(src), str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("clbench: error: ") and fragment in err[0], err
+
+
+def test_export_names_a_local_model_folder_by_its_name(tmp_path: Path) -> None:
+    TopKSAE(4, 8, 2).save(tmp_path / "sae.pt")
+    (tmp_path / "sae.json").write_text(json.dumps({"layer": "block3",
+                                                   "model": {"source": str(tmp_path / "lm")}}))
+    assert main(["sae", "export", str(tmp_path / "sae.pt"), str(tmp_path / "out")]) == 0
+    cfg = json.loads((tmp_path / "out" / "cfg.json").read_text())
+    assert (cfg["model_name"], cfg["hook_name"]) == ("lm", "block3")
+    assert main(["sae", "export", str(tmp_path / "sae.pt"), str(tmp_path / "out"),
+                 "--model-name", "smollm2-135m", "--hook-name", "blocks.3"]) == 0   # rewrites
+    cfg = json.loads((tmp_path / "out" / "cfg.json").read_text())
+    assert (cfg["model_name"], cfg["hook_name"]) == ("smollm2-135m", "blocks.3")
+
+
+@pytest.mark.filterwarnings("ignore:sae-reg.*FVU")   # fitted on an untrained MLP: expected
+def test_a_run_takes_a_saelens_folder_as_sae_path(fitted: dict, digits_stream: Stream,
+                                                  tmp_path: Path) -> None:
+    """The real sae-reg plugin, built and run on split-digits with the exported folder."""
+    sae, _ = fitted["topk"]
+    folder = export_saelens(sae, tmp_path / "fc1", hook_name="fc1", model_name="mlp")
+    ctx = BuildContext(stream=digits_stream, model=create_model(
+        "mlp", digits_stream.input_shape, digits_stream.n_classes), batch_size=32, epochs=1, seed=0)
+    p = {**STRATEGIES.get("sae-reg").obj.defaults, "layer": "fc1", "sae_path": str(folder)}
+    plugin = STRATEGIES.get("sae-reg").obj.build(p, ctx)
+    torch.testing.assert_close(plugin.sae.W_enc, sae.W_enc)
+    r = run(resolve_config("split-digits", "sae-reg", "mlp", 0,
+                           ["epochs=1", "mono.when=off", "sae-reg.max_samples=200",
+                            "sae-reg.layer=fc1", f"sae-reg.sae_path={folder}"]),
+            stream=digits_stream)
+    assert r.status == "ok", r.error
