@@ -1,7 +1,8 @@
 """SAELens interchange: write a clbench SAE as a SAELens folder, read a SAELens folder as one.
 
     clbench sae export runs/sae.pt out/fc1-saelens --hook-name fc1 --model-name mlp
-    clbench run split-digits sae-reg mlp --set sae-reg.sae_path=out/fc1-saelens
+    clbench run --stream split-digits --strategy sae-reg --set sae-reg.layer=fc1 \\
+        --set sae-reg.sae_path=out/fc1-saelens
 
     >>> from clbench.sae.saelens import export_saelens, load_saelens
     >>> export_saelens(sae, "out/fc1-saelens", hook_name="fc1")   # cfg.json + sae_weights.safetensors
