@@ -4,9 +4,15 @@
     clbench run --stream split-digits --strategy sae-reg --set sae-reg.layer=fc1 \\
         --set sae-reg.sae_path=out/fc1-saelens
 
+    >>> import torch
+    >>> from clbench.sae.topk import TopKSAE
     >>> from clbench.sae.saelens import export_saelens, load_saelens
-    >>> export_saelens(sae, "out/fc1-saelens", hook_name="fc1")   # cfg.json + sae_weights.safetensors
-    >>> load_saelens("out/fc1-saelens").encode(x)                  # == sae.encode(x)
+    >>> sae, x = TopKSAE(d_in=16, n_latents=64, k=4, seed=0), torch.randn(8, 16)
+    >>> folder = export_saelens(sae, "fc1-saelens", hook_name="fc1")
+    >>> sorted(p.name for p in folder.iterdir())
+    ['cfg.json', 'sae_weights.safetensors']
+    >>> torch.allclose(load_saelens(folder).encode(x), sae.encode(x), atol=1e-6)
+    True
 
 A SAELens folder (what ``sae_lens.SAE.load_from_disk`` and SAEBench read) holds ``cfg.json`` and
 ``sae_weights.safetensors`` with ``W_enc [d_in, d_sae]``, ``b_enc [d_sae]``,
