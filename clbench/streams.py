@@ -26,6 +26,7 @@ import torch
 
 from clbench.data import load_dataset
 from clbench.data.base import RawData, sha256_of
+from clbench.data.class_names import CLASS_NAMES
 from clbench.errors import ClbenchError
 from clbench.registry import Registry
 
@@ -72,6 +73,16 @@ class Stream:
     @property
     def task_labels(self) -> list[int]:
         return list(range(self.n_experiences)) if self.scenario == "task-il" else [0] * self.n_experiences
+
+    @property
+    def class_names(self) -> list[str]:
+        """``names[c]``: label ``c``'s name (:mod:`clbench.data.class_names`, by the registered
+        stream's dataset), or ``"class c"`` where the dataset has no names listed."""
+        spec = STREAMS.get(self.name).obj if self.name in STREAMS else None
+        names = CLASS_NAMES.get(spec.dataset, ()) if spec is not None else ()
+        if len(names) == self.n_classes:
+            return list(names)
+        return [f"class {c}" for c in range(self.n_classes)]
 
     def nbytes_per_sample(self) -> int:
         """Bytes of one stored input plus its label, as a replay buffer would keep it."""

@@ -157,7 +157,8 @@ diagonals and anchor at the latest weights); the test checks this to 1e-6.
 
 **The SAE** (``dictionary=sae``) is trained once, on the hooked layer's activations of the first
 experience's data at its end (TopK by default; ``sae=relu_l1`` optional; :func:`clbench.sae.fit.fit_layer_sae`), or
-loaded from ``sae_path`` (a file written by ``SAEBase.save``); it is frozen from then on.
+loaded from ``sae_path`` (a file written by ``SAEBase.save``, or a SAELens folder of a
+"standard" or "topk" SAE, :mod:`clbench.sae.saelens`); it is frozen from then on.
 
 **In any Avalanche script**: ``Naive(model, opt, criterion, plugins=[SAERegPlugin("fc2",
 SAERegConfig(lam=1.0), seed=0)])``. "Current data" is ``strategy.experience.dataset`` (at most
@@ -187,6 +188,7 @@ from clbench.sae.capture import LayerTap, capture, hook_module, layer_pool
 from clbench.sae.fit import fit_layer_sae
 from clbench.sae.quality import sae_quality
 from clbench.sae.relu_l1 import ReLUL1SAE
+from clbench.sae.saelens import load_any_sae
 from clbench.sae.topk import SAEBase, TopKSAE
 from clbench.sae.train import SAE_KINDS
 from clbench.strategy_api import BuildContext, cli_defaults, from_params, register_strategy
@@ -703,18 +705,19 @@ class SAERegPlugin(SupervisedPlugin):
 
 
 def load_sae(path: str) -> SAEBase:
-    """An SAE written by ``SAEBase.save`` (TopK or ReLU+L1), loaded with weights_only."""
-    if not Path(path).is_file():
+    """An SAE written by ``SAEBase.save`` (TopK or ReLU+L1), loaded with weights_only, or a
+    SAELens folder (``cfg.json`` + ``sae_weights.safetensors``, :mod:`clbench.sae.saelens`)."""
+    if not Path(path).exists():
         raise ClbenchError(f"sae-reg.sae_path={path}: no such file; give a file written by "
-                           f"SAEBase.save, or leave it empty to train the SAE after experience 1")
-    for cls in (TopKSAE, ReLUL1SAE):
-        try:
-            return cls.load(path)
-        except ClbenchError:
-            continue
-        except Exception as e:  # noqa: BLE001  (not a torch file, wrong keys)
-            raise ClbenchError(f"sae-reg.sae_path={path}: not a clbench SAE file ({e})") from None
-    raise ClbenchError(f"sae-reg.sae_path={path}: holds neither a TopKSAE nor a ReLUL1SAE")
+                           f"SAEBase.save or a SAELens folder, or leave it empty to train the "
+                           f"SAE after experience 1")
+    try:
+        sae = load_any_sae(path)
+    except ClbenchError as e:
+        raise ClbenchError(f"sae-reg.sae_path={path}: {e}") from None
+    if type(sae) not in (TopKSAE, ReLUL1SAE):    # e.g. a crosscoder
+        raise ClbenchError(f"sae-reg.sae_path={path}: holds neither a TopKSAE nor a ReLUL1SAE")
+    return sae
 
 
 def _check(p: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ PURE = [
     "clbench.models.vit", "clbench.models.resnet", "clbench.models.convnext",
     "clbench.models.multihead",
     "clbench.sae.topk", "clbench.sae.relu_l1", "clbench.sae.crosscoder", "clbench.sae.quality",
+    "clbench.sae.saelens", "clbench.data.class_names",
 ]
 
 

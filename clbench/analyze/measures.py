@@ -53,6 +53,8 @@ from clbench.sae.crosscoder import TopKCrosscoder
 
 #: capacity retention below this counts as "halved"
 HALVED = 0.5
+#: ``ff_mean_capacity_retention`` averages ``min(rho_i, RETENTION_CAP)``: growth is not credit
+RETENTION_CAP = 1.0
 #: a decoder block with a norm below this holds no direction
 EPS = 1e-6
 #: readout: a feature is present in a source if its decoder norm there is at least this
@@ -191,7 +193,7 @@ class FeatureMeasures:
         return {
             "ff_frac_first_exp_capacity_halved": mean(rho < HALVED, first),
             "ff_frac_capacity_halved": mean(rho < HALVED, sel),
-            "ff_mean_capacity_retention": mean(rho.clamp(max=1.0), sel),
+            "ff_mean_capacity_retention": mean(rho.clamp(max=RETENTION_CAP), sel),
             "ff_mean_persistence": mean(self.persistence, sel),
             "ff_mean_readout_drop": mean(self.readout_drop, sel),
             "ff_frac_moved_to_middle": mean(self.moved_to_middle, sel),

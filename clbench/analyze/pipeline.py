@@ -132,10 +132,21 @@ def _top_detail(fm: FeatureMeasures, top: list[int]) -> list[dict[str, Any]]:
              "moved_to_middle": bool(moved[i])} for i in top]
 
 
-def _info(path: Path, block: dict[str, Any], n_probe: int) -> dict[str, Any]:
-    """The report's "Analysis" table, read off the block."""
+def run_title(data: dict[str, Any]) -> str:
+    """``stream / model / label, seed k`` of a result file's ``config`` (no path)."""
+    c = data.get("config", {})
+    return (f"{c.get('stream', '?')} / {c.get('model', '?')} / "
+            f"{data.get('label') or c.get('strategy', '?')}, seed {c.get('seed', '?')}")
+
+
+def _info(path: Path, data: dict[str, Any], block: dict[str, Any], n_probe: int,
+          out_dir: Path) -> dict[str, Any]:
+    """The report's "Analysis" table, read off the block. The result file is named relative to
+    ``out_dir`` (the report's folder), never by an absolute or temporary path."""
     cc, st = block["crosscoder"], block["settings"]
-    return {"run": str(path), "run flags": flags_text(block["flags"]),
+    return {"run": run_title(data),
+            "result file": os.path.relpath(path.resolve(), out_dir.resolve()),
+            "run flags": flags_text(block["flags"]),
             "model": ("NULL MODEL: the exp0 checkpoint repeated at every checkpoint"
                       if block["null"] else "the run's checkpoints"),
             "layers": ", ".join(st["layers"]), "head-input layer": st["head_layer"] or "none",
@@ -184,8 +195,8 @@ def analyze(result_json: str | Path, settings: AnalyzeSettings, out: str | Path 
         "analysis_dir": os.path.relpath(out_dir.resolve(), base),
     }
     report = write_report(out_dir, fm, top, _top_rows(cc, sources, top, settings.images), probe,
-                          summary, _info(path, block, len(probe)), flags=flags,
-                          null=settings.null)
+                          summary, _info(path, run.data, block, len(probe), out_dir),
+                          flags=flags, null=settings.null, class_names=run.stream.class_names)
     block["report"] = os.path.relpath(report.resolve(), base)
     _save_crosscoder(cc, out_dir / "crosscoder.pt")
     write_json_atomic(out_dir / "feature_forgetting.json",

@@ -1,10 +1,12 @@
-"""``clbench sae fit``: a language model's pretrained SAE (:mod:`clbench.sae.lm_fit`).
+"""``clbench sae fit``: a language model's pretrained SAE (:mod:`clbench.sae.lm_fit`);
+``clbench sae export``: a clbench SAE file as a SAELens folder (:mod:`clbench.sae.saelens`).
 
     clbench sae fit --model smollm2-135m --layer block28
     clbench sae fit --model smollm2-135m --layer block28 --set model.weights=DIR --steps 4000
+    clbench sae export sae.pt sae-saelens/ --hook-name block28 --model-name smollm2-135m
 
 Prints where the SAE and its record (``sae.json``: provenance and quality) are; pass the SAE to a
-run with ``--set sae-reg.sae_path=PATH``.
+run with ``--set sae-reg.sae_path=PATH`` (a SAELens folder works there too).
 """
 from __future__ import annotations
 
@@ -14,8 +16,19 @@ from typing import Any
 
 
 def add_sae_verb(sub: Any) -> None:
-    s = sub.add_parser("sae", help="fit a language model's SAE on general text (sae fit)")
+    s = sub.add_parser("sae", help="fit a language model's SAE on general text (sae fit); "
+                                   "write an SAE in the SAELens format (sae export)")
     ssub = s.add_subparsers(dest="sae_verb", required=True)
+    x = ssub.add_parser("export", help="write a clbench SAE file as a SAELens folder (cfg.json, "
+                                       "sae_weights.safetensors), for SAELens and SAEBench")
+    x.add_argument("sae_file", metavar="SAE_FILE", help="a file written by SAEBase.save")
+    x.add_argument("out_dir", metavar="OUT_DIR", help="the folder to write (new or empty)")
+    x.add_argument("--hook-name", default=None,
+                   help="cfg.json's hook_name (default: the layer in SAE_FILE's .json record, "
+                        "if any)")
+    x.add_argument("--model-name", default=None,
+                   help="cfg.json's model_name (default: the model source in the record, if any; a "
+                        "local folder by its name only)")
     f = ssub.add_parser("fit", help="fit a TopK SAE on a causal LM's residual stream at one "
                                     "layer, over text in no task (KJV passages, WordNet glosses)")
     f.add_argument("--model", default="smollm2-135m", help="a language model of the registry")
@@ -41,7 +54,33 @@ def add_sae_verb(sub: Any) -> None:
     f.add_argument("--threads", type=int, default=None, help="torch threads")
 
 
+def cmd_sae_export(a: argparse.Namespace) -> int:
+    """``clbench sae export SAE_FILE OUT_DIR``: names default to ``sae fit``'s record beside it."""
+    from pathlib import Path
+
+    from clbench.sae.saelens import export_saelens, load_any_sae
+
+    src = Path(a.sae_file)
+    record_file = src.with_suffix(".json")
+    try:
+        record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    except ValueError:
+        record = {}                                     # not sae fit's record: no names from it
+    record = record if isinstance(record, dict) else {}
+    model = record.get("model") if isinstance(record.get("model"), dict) else {}
+    hook = a.hook_name if a.hook_name is not None else str(record.get("layer", ""))
+    source = str(model.get("source", ""))
+    source = Path(source).name if Path(source).is_absolute() else source   # a local folder
+    name = a.model_name if a.model_name is not None else source
+    out = export_saelens(load_any_sae(src), a.out_dir, hook_name=hook, model_name=name)
+    print(f"saelens: {out}  (load with sae_lens.SAE.load_from_disk, or pass it as "
+          f"sae-reg.sae_path)")
+    return 0
+
+
 def cmd_sae(a: argparse.Namespace) -> int:
+    if a.sae_verb == "export":
+        return cmd_sae_export(a)
     # lazy: torch and transformers load only for this verb
     from pathlib import Path
 

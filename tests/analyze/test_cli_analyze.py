@@ -119,6 +119,17 @@ def test_analyze_writes_the_report_and_joins_the_metrics(analyzed: tuple[Path, s
     assert shown in (path.parent / ff["report"]).read_text().split("<h2>Summary</h2>")[0]
 
 
+def test_the_report_names_the_run_not_its_path(analyzed: tuple[Path, str]) -> None:
+    """No absolute (so no temporary) path in a report: it may be committed and moved."""
+    path, _ = analyzed
+    ff = load_result(path)["feature_forgetting"]
+    text = (path.parent / ff["report"]).read_text()
+    assert str(path.parent.parent.parent) not in text and "/tmp" not in text
+    assert "<h1>Feature-level forgetting: split-digits / mlp / naive" in text and ", seed 0</h1>" in text
+    assert "<td>result file</td><td>../seed0.json</td>" in text
+    assert text.count("class='note'") >= 4                     # every figure is explained
+
+
 def test_null_model_goes_beside_the_real_analysis(analyzed: tuple[Path, str],
                                                   tmp_path: Path) -> None:
     """``--null`` analyzes checkpoint 0 repeated into its own folder and block; the real

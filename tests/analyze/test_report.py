@@ -1,15 +1,34 @@
-"""The report renders: every PNG opens, every src/href of report.html names a file written."""
+"""The report renders: every PNG opens, every src/href of report.html names a file written; and
+it explains itself: tick labels that never overlap (rendered), probe inputs titled by class
+name, retention that obeys the summary's cap, a how-to-read paragraph under every figure."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from PIL import Image
 
-from clbench.analyze.measures import FEATURE_FORGETTING_METRICS
-from clbench.analyze.report import write_report
+from clbench.analyze.measures import FEATURE_FORGETTING_METRICS, RETENTION_CAP, FeatureMeasures
+from clbench.analyze.report import (
+    CHAR_EM,
+    FIGURE_NOTES,
+    GAP_EM,
+    LINE_EM,
+    TOP_HEADERS,
+    capacity_by_experience_figure,
+    capacity_heatmaps_figure,
+    feature_images_figure,
+    readout_curves_figure,
+    tick_plan,
+    top_feature_rows,
+    write_report,
+)
 from tests.analyze.test_measures import toy_measures, toy_probe
 
 
@@ -91,3 +110,124 @@ def test_report_removes_an_earlier_analysis_feature_images(tmp_path: Path) -> No
     write_report(tmp_path, fm, [0], {0: [[0], [1]]}, toy_probe(torch.zeros(4, 2)), fm.summary(), {})
     assert not (tmp_path / "feature99_images.png").exists()
     assert (tmp_path / "feature0_images.png").is_file() and (tmp_path / "notes.txt").is_file()
+
+
+# ---------------------------------------------------------------- the report explains itself
+
+
+def long_measures(T: int = 20, L: int = 6, m: int = 5, seed: int = 0) -> FeatureMeasures:
+    """A run of ``T`` checkpoints and ``L`` layers (random capacities; feature 0 grows)."""
+    g = torch.Generator().manual_seed(seed)
+    cap = torch.rand(m, L, T, generator=g)
+    cap[0] *= torch.linspace(1.0, 3.0, T)            # grows after its experience: rho_0 > 1
+    serves = torch.arange(m) % (T - 1)
+    return FeatureMeasures(
+        after=list(range(T)), layers=[f"block{l}" for l in range(L)], capacity=cap,
+        activation=torch.rand(m, generator=g), firing=torch.ones(m),
+        class_mean=torch.rand(m, 2 * T, generator=g), exp_mean=torch.rand(m, T, generator=g),
+        serves=serves, ref=serves.clone(), readout=torch.rand(m, T, generator=g),
+        n_experiences=T)
+
+
+def _overlaps(boxes: list) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(len(boxes)) for b in range(a + 1, len(boxes))
+            if boxes[a].overlaps(boxes[b])]
+
+
+def _tick_boxes(fig: Figure, axis: str) -> list[list]:
+    """Per axes with ticks: the rendered boxes of its non-empty tick labels on ``axis``."""
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        labels = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
+        boxes = [t.get_window_extent(renderer) for t in labels if t.get_text()]
+        if boxes:
+            out.append(boxes)
+    return out
+
+
+@pytest.mark.parametrize("T", [2, 5, 20, 60])
+@pytest.mark.parametrize("make", ["by_experience", "heatmaps", "readout"])
+def test_tick_labels_never_overlap(T: int, make: str) -> None:
+    """Rendered with Agg: no two tick labels of an axis overlap, however many checkpoints."""
+    fm = long_measures(T=T, L=6 if T < 60 else 24)
+    top = [0, 1, 2, 3]
+    fig = {"by_experience": lambda: capacity_by_experience_figure(fm),
+           "heatmaps": lambda: capacity_heatmaps_figure(fm, top),
+           "readout": lambda: readout_curves_figure(fm, top)}[make]()
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    for axis in ("x", "y") if make == "heatmaps" else ("x",):
+        per_axes = _tick_boxes(fig, axis)
+        assert per_axes
+        for boxes in per_axes:
+            assert _overlaps(boxes) == [], (make, axis, T)
+    for ax in fig.axes:                        # nor does a label reach into another panel
+        for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+            if label.get_text():
+                box = label.get_window_extent(renderer)
+                assert not any(box.overlaps(o.get_window_extent(renderer))
+                               for o in fig.axes if o is not ax), (make, label.get_text())
+    # the first checkpoint is always labelled
+    assert fig.axes[0].get_xticklabels()[0].get_text() == "exp0"
+
+
+@pytest.mark.parametrize("n, axis_inches, fontsize", [(1, 1.0, 6), (5, 2.0, 6), (20, 1.8, 6),
+                                                      (20, 5.0, 10), (100, 5.0, 10),
+                                                      (60, 0.3, 6)])
+@pytest.mark.parametrize("vertical", [False, True])
+def test_tick_plan_shows_no_more_than_the_axis_holds(n: int, axis_inches: float, fontsize: float,
+                                                     vertical: bool) -> None:
+    labels = [f"exp{i}" for i in range(n)]
+    shown, rotation = tick_plan(labels, axis_inches, fontsize, vertical=vertical)
+    em = fontsize / 72
+    along = (LINE_EM + GAP_EM) * em if (vertical or rotation) else \
+        (max(map(len, labels)) * CHAR_EM + GAP_EM) * em
+    assert shown[0] == 0 and shown == sorted(set(shown)) and shown[-1] < n
+    assert len(shown) == 1 or len(shown) * along <= axis_inches
+    steps = {b - a for a, b in zip(shown, shown[1:])}
+    assert len(steps) <= 1                                     # evenly thinned
+    if n * (max(map(len, labels)) * CHAR_EM + GAP_EM) * em <= axis_inches and not vertical:
+        assert shown == list(range(n)) and rotation == 0       # all fit level: left alone
+
+
+def test_probe_inputs_are_titled_by_class_name(digits_stream) -> None:
+    fmnist = dataclasses.replace(digits_stream, name="split-fmnist")
+    assert fmnist.class_names[:2] == ["T-shirt/top", "Trouser"] and len(fmnist.class_names) == 10
+    assert digits_stream.class_names == [str(c) for c in range(10)]
+    assert dataclasses.replace(digits_stream, name="my-own").class_names[3] == "class 3"
+    probe = toy_probe(torch.rand(4, 1, 8, 8))                  # y = 0, 1, 2, 3
+    fig = feature_images_figure(probe, 7, [[0, 1], [2, 3]], [0, 1], fmnist.class_names)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["T-shirt/top", "Trouser", "Pullover", "Dress"]
+    fig = feature_images_figure(probe, 7, [[0, 1], [2, 3]], [0, 1])
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()][0] == "class 0"
+    assert not any("y=" in t for t in titles)
+
+
+def test_retention_in_the_table_obeys_the_summarys_cap(tmp_path: Path) -> None:
+    fm = long_measures(T=5, m=4)
+    assert float(fm.retention[0]) > RETENTION_CAP               # feature 0 grew
+    top = [i for i in range(4) if bool(fm.forgettable[i])]
+    rows = top_feature_rows(fm, top)
+    capped = [r[TOP_HEADERS.index(f"retention min(ρ, {RETENTION_CAP:g})")] for r in rows]
+    raw = [r[TOP_HEADERS.index("ρ = C^(T-1) / C^(t_i), uncapped")] for r in rows]
+    assert max(capped) <= RETENTION_CAP < max(raw)
+    # the column's mean over the forgettable features is the summary's mean retention
+    assert np.mean(capped) == pytest.approx(fm.summary()["ff_mean_capacity_retention"])
+    html = write_report(tmp_path, fm, top, {i: [[0]] * 5 for i in top},
+                        toy_probe(torch.zeros(4, 2)), fm.summary(), {"run": "r"}).read_text()
+    assert f"capped at {RETENTION_CAP:g}" in html and "min(rho_i, 1)" in html  # the registry's
+
+
+def test_every_figure_has_a_paragraph_saying_how_to_read_it(tmp_path: Path) -> None:
+    fm = toy_measures(torch.rand(4, 1, 8, 8))
+    top = fm.top_features(2)
+    html = write_report(tmp_path, fm, top, {i: [[0, 1], [2]] for i in top},
+                        toy_probe(torch.rand(4, 1, 8, 8)), fm.summary(), {}).read_text()
+    imgs = re.findall(r"<img src='([^']+)'[^>]*></p><p class='note'>([^<]+)</p>", html)
+    assert len(imgs) == html.count("<img ") == 3 + len(top)
+    for src, note in imgs:
+        assert len(note.split()) >= 20, (src, note)             # a paragraph, not a label
+    assert set(FIGURE_NOTES) == {"capacity_by_experience", "capacity_heatmaps",
+                                 "readout_curves", "feature_images"}
