@@ -52,7 +52,7 @@ def test_version(tmp_path: Path) -> None:
 
 
 VERBS = [[], ["run"], ["ls"], ["rank"], ["analyze"], ["leaderboard"], ["check"], ["submit"],
-         ["sae", "fit"]]
+         ["sae", "fit"], ["schema"]]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v) or "top")
