@@ -15,6 +15,7 @@
     clbench ls strategies --params                # each method's --set parameters, defaults
     clbench ls --json                             # every list, for scripts
     clbench ls metrics                            # every metric: direction, header, formula
+    clbench schema result                         # the JSON Schema result files are checked against
     clbench leaderboard leaderboard/results --name cpu-v1 --suite cpu-v1   # README, CSV, figures, index.html
     clbench check results/ --baseline leaderboard/baselines/quick.json   # exit 1 on a regression
     clbench submit strategies/my_method.py --suite cpu-v1 --results leaderboard/results
@@ -207,6 +208,18 @@ def _add_leaderboard_verbs(sub: Any) -> None:
     s.add_argument("--data-root", default=None, help="folder holding datasets")
     s.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of a result file or a suite file")
+    sc.add_argument("which", choices=("result", "suite"),
+                    help="result (clbench.result/1) or suite")
+
+
+def cmd_schema(a: argparse.Namespace) -> int:
+    """Print a published schema (clbench/schemas/<which>.schema.json) as it is shipped."""
+    from clbench.schemas import schema_text
+
+    print(schema_text(a.which), end="")
+    return 0
 
 
 def cmd_leaderboard(a: argparse.Namespace) -> int:
@@ -466,6 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "submit": cmd_submit}[a.verb](a)
         if a.verb == "analyze":
             return cmd_analyze(a)
+        if a.verb == "schema":
+            return cmd_schema(a)
         if a.verb == "sae":
             from clbench.sae.cli import cmd_sae
             return cmd_sae(a)

@@ -4,7 +4,9 @@
     results/split-digits/mlp/replay+ewc/seed0.json
     >>> load_result(path)        # validated against the schema and clbench.validation's rules
 
-Schema ``clbench.result/1`` (every key required unless marked optional):
+Schema ``clbench.result/1``, published as JSON Schema in ``clbench/schemas/result.schema.json``
+(``clbench schema result``); every key required unless marked optional, and no other
+top-level key allowed:
 
 * ``schema``: ``"clbench.result/1"``; ``status``: ``"ok"`` or ``"failed"``; ``error``: str|null
 * ``config``: the fully resolved :class:`~clbench.run.config.RunConfig` (``RunConfig.to_dict``)
@@ -27,6 +29,9 @@ Schema ``clbench.result/1`` (every key required unless marked optional):
 * optional ``feature_forgetting`` (added by ``clbench analyze``): ``summary`` (metric -> value),
   ``settings``, ``analysis_dir``; its metrics are also joined into ``metrics``; see
   :mod:`clbench.analyze`
+* optional ``feature_forgetting_null`` (the same block for the null model), ``label`` (the row
+  label: strategy and parameter tag), and for text streams ``model``, ``general_ppl``,
+  ``pretrained_eval_seconds``, ``prefix``
 
 The path is ``<root>/<stream>/<model>/<strategy>[@<hash>]/seed<k>.json``; ``@<hash>`` (8 hex
 digits of the sha256 of the non-default parameters) appears only when parameters differ from
@@ -42,9 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from clbench.atomic import write_text_atomic
-from clbench.checkpoints import CheckpointSet, save_checkpoints, validate_block
+from clbench.checkpoints import CheckpointSet, save_checkpoints
 from clbench.errors import ClbenchError
 from clbench.names import check_name, name_problem
+from clbench.schemas import check as check_schema
 from clbench.validation import check_result, refuse_duplicates
 
 SCHEMA = "clbench.result/1"
@@ -165,62 +171,24 @@ def write_result(result: RunResult, root: str | Path, tag: str = "") -> Path:
     return write_json_atomic(path, data)
 
 
-_REQUIRED: dict[str, type | tuple[type, ...]] = {
-    "schema": str, "status": str, "config": dict, "stream": dict, "accuracy_matrix": list,
-    "random_init_accuracy": list, "metrics": dict, "per_experience": list, "provenance": dict,
-}
-
-
 def validate(data: Any, source: str = "result") -> None:
-    """Raise ClbenchError naming the first way ``data`` departs from the schema."""
+    """Raise ClbenchError naming the first way ``data`` departs from the schema: the published
+    JSON Schema (``clbench/schemas/result.schema.json``, :func:`clbench.schemas.check`: keys,
+    types, the top level closed), then what it cannot express: safe names, and one matrix
+    entry per experience in each row of a successful run."""
     def bad(why: str) -> ClbenchError:
         return ClbenchError(f"{source}: not a valid {SCHEMA} file: {why}")
 
-    if not isinstance(data, dict):
-        raise bad("top level is not an object")
-    if data.get("schema") != SCHEMA:
-        raise bad(f"schema is {data.get('schema')!r}, expected {SCHEMA!r}")
-    for key, kind in _REQUIRED.items():
-        if key not in data:
-            raise bad(f"missing key {key!r}")
-        if not isinstance(data[key], kind):
-            raise bad(f"{key!r} should be a {kind.__name__ if isinstance(kind, type) else kind}")
-    if data["status"] not in ("ok", "failed"):
-        raise bad(f"status {data['status']!r} is neither 'ok' nor 'failed'")
-    for key in ("stream", "strategy", "model", "seed"):
-        if key not in data["config"]:
-            raise bad(f"config lacks {key!r}")
+    check_schema(data, "result", f"{source}: not a valid {SCHEMA} file")
     for key in ("stream", "strategy", "model"):
         if (why := name_problem(data["config"][key])) is not None:
             raise bad(f"config.{key} {data['config'][key]!r} {why}")
-    if not _is_int(data["config"]["seed"]) or data["config"]["seed"] < 0:
-        raise bad(f"config.seed {data['config']['seed']!r} is not a non-negative integer")
     if "label" in data and (why := name_problem(data["label"])) is not None:
         raise bad(f"label {data['label']!r} {why}")
-    for key in ("name", "version", "fingerprint"):
-        if key not in data["stream"]:
-            raise bad(f"stream lacks {key!r}")
     if data["status"] == "ok":
-        R = data["accuracy_matrix"]
         T = data["stream"].get("n_experiences")
-        if not R or any(not isinstance(r, list) or len(r) != T for r in R):
+        if any(len(r) != T for r in data["accuracy_matrix"]):
             raise bad(f"accuracy_matrix rows must each have n_experiences={T} entries")
-        if any(not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0 for r in R for v in r):
-            raise bad("accuracy_matrix entries must be numbers in [0, 1]")
-    for name, m in data["metrics"].items():
-        if not isinstance(m, dict) or "value" not in m or "higher_is_better" not in m:
-            raise bad(f"metric {name!r} needs 'value' and 'higher_is_better'")
-        v = m["value"]
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise bad(f"metric {name!r} has value {v!r}, not a number or null")
-    flags = data.get("flags", [])
-    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
-        raise bad("'flags' should be a list of strings")
-    if "checkpoints" in data and (why := validate_block(data["checkpoints"])):
-        raise bad(why)
-    ff = data.get("feature_forgetting")
-    if ff is not None and not (isinstance(ff, dict) and isinstance(ff.get("summary"), dict)):
-        raise bad("'feature_forgetting' should be an object with a 'summary' object")
 
 
 def read_json(path: str | Path, what: str, if_invalid: str, if_missing: str = "") -> Any:

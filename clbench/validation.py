@@ -12,8 +12,9 @@
     check_result(data, where)            # directions, ranges, consistency with its own matrix
     refuse_duplicates(paths_and_data)    # one file per (stream, model, label, settings, seed)
 
-:func:`clbench.results.validate` checks a file's shape (keys and types); this module checks its
-meaning, so that ``rank``, ``check``, ``leaderboard`` and ``submit`` (which all load through
+:func:`clbench.results.validate` checks a file's shape (keys and types, against the published
+JSON Schema ``clbench/schemas/result.schema.json``); this module checks what a schema cannot
+express, its meaning, so that ``rank``, ``check``, ``leaderboard`` and ``submit`` (which all load through
 :func:`clbench.results.load_result` / :func:`~clbench.results.load_results`) never rank, compare or
 publish numbers a run cannot have produced. Each failure is a :class:`ClbenchError` naming the
 file, the metric and the fix.

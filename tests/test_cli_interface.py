@@ -52,7 +52,7 @@ def test_version(tmp_path: Path) -> None:
 
 
 VERBS = [[], ["run"], ["ls"], ["rank"], ["analyze"], ["leaderboard"], ["check"], ["submit"],
-         ["sae", "fit"], ["sae", "export"]]
+         ["sae", "fit"], ["sae", "export"], ["schema"]]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v) or "top")

@@ -16,7 +16,7 @@ PURE = [
     "clbench.atomic", "clbench.errors", "clbench.registry", "clbench.streams", "clbench.suites",
     "clbench.run.config", "clbench.run.plan", "clbench.run.logs", "clbench.metrics.cl",
     "clbench.metrics.flags", "clbench.board.stats", "clbench.board.paired", "clbench.board.protocol",
-    "clbench.metrics.registry", "clbench.validation",
+    "clbench.metrics.registry", "clbench.validation", "clbench.schemas",
     "clbench.models", "clbench.models.base", "clbench.models.mlp", "clbench.models.cnn",
     "clbench.models.vit", "clbench.models.resnet", "clbench.models.convnext",
     "clbench.models.multihead",

@@ -101,7 +101,7 @@ def test_failed_rewrite_keeps_the_previous_file(real_result: RunResult, tmp_path
 def test_an_invalid_result_is_not_written(real_result: RunResult, tmp_path: Path) -> None:
     bad = copy.deepcopy(real_result)
     bad.accuracy_matrix[0][0] = 1.5
-    with pytest.raises(ClbenchError, match=r"in \[0, 1\]"):
+    with pytest.raises(ClbenchError, match=r"at \$\.accuracy_matrix\[0\]\[0\]: is 1\.5, must be <= 1"):
         write_result(bad, tmp_path)
     assert _files(tmp_path) == []
 
@@ -156,19 +156,29 @@ def _metrics_is_a_list(d: dict[str, Any]) -> None:
     d["metrics"] = []
 
 
+def _unknown_top_level_key(d: dict[str, Any]) -> None:
+    d["metric"] = {}   # a typo: extra top-level keys are refused (the schema closes the top level)
+
+
+def _seed_is_a_string(d: dict[str, Any]) -> None:
+    d["config"]["seed"] = "0"
+
+
 @pytest.mark.parametrize("mutate, fragment", [
-    (_wrong_schema, "schema is 'clbench.result/0', expected 'clbench.result/1'"),
-    (_missing_metrics, "missing key 'metrics'"),
-    (_missing_provenance, "missing key 'provenance'"),
-    (_accuracy_above_one, "numbers in [0, 1]"),
-    (_accuracy_not_a_number, "numbers in [0, 1]"),
+    (_wrong_schema, 'at $.schema: is "clbench.result/0", expected "clbench.result/1"'),
+    (_missing_metrics, "at $: missing key 'metrics'"),
+    (_missing_provenance, "at $: missing key 'provenance'"),
+    (_accuracy_above_one, "at $.accuracy_matrix[4][2]: is 1.01, must be <= 1"),
+    (_accuracy_not_a_number, 'at $.accuracy_matrix[0][0]: "0.5" is a string, should be number'),
     (_short_row, "n_experiences=5 entries"),
-    (_empty_matrix, "n_experiences=5 entries"),
-    (_metric_without_direction, "metric 'final_accuracy' needs 'value' and 'higher_is_better'"),
-    (_bad_status, "status 'done'"),
-    (_config_without_seed, "config lacks 'seed'"),
-    (_stream_without_fingerprint, "stream lacks 'fingerprint'"),
-    (_metrics_is_a_list, "'metrics' should be a dict"),
+    (_empty_matrix, "at $.accuracy_matrix: must not be empty"),
+    (_metric_without_direction, "at $.metrics.final_accuracy: missing key 'higher_is_better'"),
+    (_bad_status, 'at $.status: is "done", not one of "ok", "failed"'),
+    (_config_without_seed, "at $.config: missing key 'seed'"),
+    (_stream_without_fingerprint, "at $.stream: missing key 'fingerprint'"),
+    (_metrics_is_a_list, "at $.metrics: [] is an array, should be object"),
+    (_unknown_top_level_key, "at $: unknown result key 'metric'; did you mean 'metrics'?"),
+    (_seed_is_a_string, 'at $.config.seed: "0" is a string, should be integer'),
 ], ids=lambda v: v.__name__.strip("_") if callable(v) else None)
 def test_validate_names_the_problem(mutate: Callable[[dict[str, Any]], None], fragment: str,
                                    good: dict[str, Any], tmp_path: Path) -> None:
@@ -190,7 +200,7 @@ def test_a_failed_run_needs_no_matrix(good: dict[str, Any]) -> None:
 
 
 def test_top_level_must_be_an_object() -> None:
-    with pytest.raises(ClbenchError, match="top level is not an object"):
+    with pytest.raises(ClbenchError, match=re.escape("at $: [1, 2] is an array, should be object")):
         validate([1, 2])
 
 

@@ -104,7 +104,7 @@ BAD = [
     pytest.param(_value("mono_csi", 1.5), "'mono_csi' is 1.5, outside its range [0, 1]",
                  id="unrecomputable-out-of-range"),
     pytest.param(_value("mono_ari", math.nan), "'mono_ari' is nan, not finite", id="unrecomputable-nan"),
-    pytest.param(_value("final_accuracy", "high"), "'final_accuracy' has value 'high', not a number",
+    pytest.param(_value("final_accuracy", "high"), 'at $.metrics.final_accuracy.value: "high" is a string, should be number or null',
                  id="string"),
     pytest.param(lambda d: d["metrics"].update(my_score={"value": math.nan, "higher_is_better": True}),
                  "'my_score' is nan, not finite", id="unregistered-nan"),
@@ -124,8 +124,8 @@ BAD = [
     pytest.param(lambda d: [p.pop("state_bytes") for p in d["per_experience"]],
                  "'state_bytes' is reported, but the record it is computed from is missing",
                  id="record-removed"),
-    pytest.param(lambda d: d["config"].update(seed="zero"), "config.seed 'zero' is not a non-negative integer", id="seed-text"),
-    pytest.param(lambda d: d["config"].update(seed=-1), "config.seed -1 is not a non-negative integer", id="seed-negative"),
+    pytest.param(lambda d: d["config"].update(seed="zero"), 'at $.config.seed: "zero" is a string, should be integer', id="seed-text"),
+    pytest.param(lambda d: d["config"].update(seed=-1), "at $.config.seed: is -1, must be >= 0", id="seed-negative"),
 ]
 
 

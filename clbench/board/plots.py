@@ -10,11 +10,11 @@ written to a temp name in its folder and renamed into place. Names (strategies, 
 streams, metrics) are drawn as plain text (``parse_math=False``): a label such as ``$x$`` is
 shown as typed, never parsed as mathtext.
 
-* :func:`cd_diagram` follows Demšar (2006, JMLR 7, Fig. 1): an axis of mean ranks (1 = best)
-  with each strategy's rank marked, the best half labelled on the left and the rest on the
-  right, a bar of length CD (the Nemenyi critical difference) above the axis, and a thick bar
-  joining each maximal group of strategies whose mean ranks lie within CD of each other (not
-  shown to differ at ``alpha``).
+* :func:`cd_diagram` follows Demšar (2006, JMLR 7, Fig. 1), drawn by scikit-posthocs
+  (:func:`scikit_posthocs.critical_difference_diagram`): an axis of mean ranks (1 = best) with
+  each strategy's rank marked, the best half labelled on the left and the rest on the right, a
+  bar of length CD (the Nemenyi critical difference) above the axis, and a bar joining each
+  maximal group of strategies the Nemenyi test does not separate at ``alpha``.
 * :func:`pareto_figure` draws one panel per stream: every strategy's mean value (y) against its
   mean cost (x, log scale; a symmetric log scale when some cost is 0), with the Pareto front
   (:func:`clbench.board.stats.pareto_front`: no other strategy is both cheaper and better) joined
@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import scikit_posthocs as sp
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -45,61 +47,51 @@ def save_png(fig: Figure, path: str | Path) -> Path:
 
 
 def cd_diagram(test: RankTest, path: str | Path, metric: str) -> Path:
-    """Draw the critical-difference diagram of ``test`` (see the module docstring) to ``path``."""
-    ranks = test.mean_ranks
+    """Draw the critical-difference diagram of ``test`` to ``path``: the axis, markers, elbows,
+    labels, CD bar and group bars are :func:`scikit_posthocs.critical_difference_diagram`'s
+    (bars from ``test.p_values``, the same groups as ``test.cliques``); clbench adds only the
+    frame (axis limits and ticks 1..k, so the labels fit), the title and the test's note. With no
+    test (too few strategies or streams) it draws the mean ranks without bars."""
+    ranks = test.mean_ranks.astype(float)
+    ranks.index = [str(n) for n in ranks.index]
     k = len(ranks)
-    names, vals = [str(n) for n in ranks.index], [float(v) for v in ranks.to_numpy()]
-    left = (k + 1) // 2
-    n_bars = len(test.cliques)
-    row, bar_gap = 0.42, 0.16
-    first_row = -0.35 - n_bars * bar_gap - 0.25
-    n_rows = max(left, k - left)
-    bottom = first_row - (n_rows - 1) * row - 0.35
-    fig = Figure(figsize=(8.0, 1.6 + 0.3 * (-bottom)))
+    fig = Figure()
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-    ax.set_axis_off()
     lo_x, hi_x = 1.0, float(max(k, 2))
-    span = hi_x - lo_x
-    text_w = 0.42 * span + 1.0
+    text_w = 0.42 * (hi_x - lo_x) + 1.0
+    levels = 0
+    if k:
+        # no test: a p-value of 0 for every pair only keeps the library from drawing bars
+        p = test.p_values if test.p_values is not None else pd.DataFrame(
+            0.0, index=ranks.index, columns=ranks.index)
+        drawn = sp.critical_difference_diagram(
+            ranks, p.loc[ranks.index, ranks.index], cd=test.cd, alpha=test.alpha, ax=ax,
+            label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}",
+            label_props={"fontsize": 9, "parse_math": False}, marker_props={"s": 12},
+            text_h_margin=0.3)
+        # each bar's points come in the order of a Python set (which changes with the hash
+        # seed and so would change the pixels): sort them. The library stacks the bars in
+        # levels at y = -1, -2, ...; the labels follow
+        for (bar,) in drawn["crossbars"]:
+            bar.set_data(sorted(bar.get_xdata()), bar.get_ydata())
+        levels = int(-min([min(b[0].get_ydata()) for b in drawn["crossbars"]], default=0))
+    bottom = -levels - max((k + 1) // 2, 1)     # the lowest label row (one data unit a row)
+    top, low = 2.3, bottom - 1.1
+    fig.set_size_inches(8.0, 0.42 * (top - low))
     ax.set_xlim(lo_x - text_w, hi_x + text_w)
-    ax.set_ylim(bottom - 0.55, 1.75)
-
-    ax.plot([lo_x, hi_x], [0, 0], color="black", lw=1.2)
-    for t in range(1, k + 1):
-        ax.plot([t, t], [0, 0.1], color="black", lw=1)
-        ax.text(t, 0.16, str(t), ha="center", va="bottom", fontsize=9)
-    if test.cd is not None:
-        end = min(lo_x + test.cd, hi_x)
-        ax.plot([lo_x, end], [0.75, 0.75], color="black", lw=2)
-        for x in (lo_x, end):
-            ax.plot([x, x], [0.67, 0.83], color="black", lw=1)
-        clipped = "" if end == lo_x + test.cd else " (wider than the axis)"
-        ax.text((lo_x + end) / 2, 0.88, f"CD = {test.cd:.2f}{clipped}", ha="center",
-                va="bottom", fontsize=9)
-    for j, group in enumerate(test.cliques):
-        xs = [vals[names.index(g)] for g in group]
-        y = -0.35 - j * bar_gap
-        ax.plot([min(xs) - 0.05, max(xs) + 0.05], [y, y], color="black", lw=4,
-                solid_capstyle="butt")
-    for i, (name, v) in enumerate(zip(names, vals)):
-        on_left = i < left
-        slot = i if on_left else k - 1 - i
-        y = first_row - slot * row
-        end_x = lo_x - 0.4 if on_left else hi_x + 0.4
-        ax.plot([v, v, end_x], [0, y, y], color="black", lw=0.8)
-        ax.plot([v], [0], marker="o", ms=3, color="black")
-        label = f"{name} ({v:.2f})" if on_left else f"({v:.2f}) {name}"
-        ax.text(end_x - 0.1 if on_left else end_x + 0.1, y, label, va="center",
-                ha="right" if on_left else "left", fontsize=9, parse_math=False)
+    ax.set_ylim(low, top)
+    ax.spines["top"].set_bounds(lo_x, hi_x)
+    ax.set_xticks(range(1, max(k, 2) + 1))
+    ax.tick_params(axis="x", labelsize=8, pad=1)
     title = f"Mean rank on {metric} over {test.n_streams} streams (1 = best)"
-    ax.text((lo_x + hi_x) / 2, 1.3, title, ha="center", va="bottom", fontsize=10,
+    ax.text((lo_x + hi_x) / 2, 1.5, title, ha="center", va="bottom", fontsize=10,
             fontweight="bold", parse_math=False)
     if test.statistic is None:
         note = str(test.reason)
     else:
         note = (f"Friedman chi2 = {test.statistic:.1f}, p = {test.p_value:.2g}; Nemenyi "
                 f"alpha = {test.alpha:g}: strategies joined by a bar are not shown to differ")
-    ax.text((lo_x + hi_x) / 2, bottom - 0.3, note, ha="center", va="top", fontsize=8,
+    ax.text((lo_x + hi_x) / 2, bottom - 0.6, note, ha="center", va="top", fontsize=8,
             style="italic", parse_math=False)
     return save_png(fig, path)
 

@@ -47,6 +47,18 @@ where ``Q`` is the studentized range distribution (:data:`scipy.stats.studentize
 value on every stream enter the test (complete blocks); the others are listed in
 ``RankTest.dropped``.
 
+**What comes from a library.** The Nemenyi p-values, the significant pairs and the groups are
+scikit-posthocs's: :func:`scikit_posthocs.posthoc_nemenyi_friedman` gives
+``p_ab = P(Q(k, inf) > sqrt(2) |R_a - R_b| / sqrt(k(k+1)/(6N)))``, a pair differs where
+:func:`scikit_posthocs.sign_array` marks ``p_ab < alpha`` (the same as ``|R_a - R_b| > CD``),
+and the groups are the letters of :func:`scikit_posthocs.compact_letter_display` (maximal sets
+of strategies no two of which differ). The Friedman statistic is :mod:`scipy`'s. clbench keeps
+its own code for what neither library offers: the mean ranks themselves
+(``posthoc_nemenyi_friedman`` computes them but returns only p-values), the critical difference
+``CD`` (scikit-posthocs draws a given CD but does not compute it), the Iman-Davenport form, and
+the CI rank and Pareto front above. tests/board/test_posthocs.py checks on the committed
+results and on Demšar's Table 6 that both give the same mean ranks and the same pairs.
+
 **Pareto front.** Point ``i`` (cost ``c_i``, lower is better; value ``v_i``, higher is better)
 is on the front when no point ``j`` has ``c_j <= c_i`` and ``v_j >= v_i`` with one of the two
 strict.
@@ -59,6 +71,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import scikit_posthocs as sp
 from scipy import stats
 
 
@@ -98,7 +111,9 @@ class RankTest:
     iman_davenport_p: float | None = None
     q_alpha: float | None = None
     cd: float | None = None
-    #: maximal groups of strategies (best first) whose mean ranks lie within CD of each other
+    #: Nemenyi p-values (strategies x strategies, scikit-posthocs); None when not run
+    p_values: pd.DataFrame | None = None
+    #: maximal groups of strategies (best first) not shown to differ (scikit-posthocs's letters)
     cliques: list[tuple[str, ...]] = field(default_factory=list)
     #: strategies left out because they lack a value on some stream
     dropped: list[str] = field(default_factory=list)
@@ -109,14 +124,18 @@ class RankTest:
         return len(self.mean_ranks)
 
     def differ(self, a: str, b: str) -> bool:
-        """Whether the Nemenyi test separates strategies ``a`` and ``b`` at ``alpha``."""
-        if self.cd is None:
+        """Whether the Nemenyi test separates strategies ``a`` and ``b`` at ``alpha``
+        (:func:`scikit_posthocs.sign_array` of the p-values: 1 where ``p < alpha``)."""
+        if self.p_values is None:
             return False
-        return abs(float(self.mean_ranks[a]) - float(self.mean_ranks[b])) > self.cd
+        signs = pd.DataFrame(sp.sign_array(self.p_values, self.alpha),
+                             index=self.p_values.index, columns=self.p_values.columns)
+        return bool(signs.loc[a, b] == 1)
 
 
 def significant_pairs(test: RankTest) -> list[tuple[str, str]]:
-    """Pairs (better first) whose mean ranks differ by more than CD, in mean-rank order."""
+    """Pairs (better first) the Nemenyi test separates (``p < alpha``, equivalently mean ranks
+    further apart than CD), in mean-rank order."""
     names = [str(n) for n in test.mean_ranks.index]
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if test.differ(a, b)]
 
@@ -127,21 +146,31 @@ def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return q, q * math.sqrt(k * (k + 1) / (6.0 * n))
 
 
-def cliques(mean_ranks: pd.Series, cd: float) -> list[tuple[str, ...]]:
-    """Maximal runs of consecutive strategies (sorted by mean rank) spanning at most ``cd``;
-    single strategies are not listed. These are the bars of a critical-difference diagram."""
-    r = mean_ranks.sort_values(kind="stable")
-    names, vals = list(r.index), r.to_numpy()
-    out: list[tuple[str, ...]] = []
-    last_end = -1
-    for i in range(len(vals)):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] - vals[i] <= cd:
-            j += 1
-        if j > i and j > last_end:
-            out.append(tuple(names[i:j + 1]))
-            last_end = j
-    return out
+def nemenyi_p_values(complete: pd.DataFrame, higher_is_better: bool = True) -> pd.DataFrame:
+    """Nemenyi p-values of every pair of strategies (rows of ``complete``, streams as columns, no
+    nan) from :func:`scikit_posthocs.posthoc_nemenyi_friedman` (blocks as rows; it ranks each
+    block ascending, so a higher-is-better metric is negated first; the p-values depend only
+    on ``|R_a - R_b|`` and would be the same either way)."""
+    sign = -1.0 if higher_is_better else 1.0
+    blocks = (complete.astype(float) * sign).T
+    p = sp.posthoc_nemenyi_friedman(blocks.to_numpy())
+    names = [str(s) for s in complete.index]
+    return pd.DataFrame(p.to_numpy(), index=names, columns=names)
+
+
+def cliques(p_values: pd.DataFrame, mean_ranks: pd.Series, alpha: float) -> list[tuple[str, ...]]:
+    """Maximal groups of two or more strategies no two of which the Nemenyi test separates, from
+    the letters of :func:`scikit_posthocs.compact_letter_display` (one letter per group),
+    members in mean-rank order, groups by their best member. These are the bars of a
+    critical-difference diagram."""
+    order = [str(n) for n in mean_ranks.sort_values(kind="stable").index]
+    p = p_values.loc[order, order]
+    letters = sp.compact_letter_display(p, alpha=alpha)
+    groups = [frozenset(n for n in order if letters[n][j] != " ")
+              for j in range(max(len(v) for v in letters))]
+    maximal = {g for g in groups if len(g) > 1 and not any(g < h for h in groups)}
+    out = [tuple(n for n in order if n in g) for g in maximal]
+    return sorted(out, key=lambda g: [order.index(n) for n in g])
 
 
 def friedman_nemenyi(means: pd.DataFrame, higher_is_better: bool = True,
@@ -164,7 +193,9 @@ def friedman_nemenyi(means: pd.DataFrame, higher_is_better: bool = True,
     test.iman_davenport = math.inf if denom <= 0 else float((n - 1) * chi2 / denom)
     test.iman_davenport_p = 0.0 if denom <= 0 else float(stats.f.sf(test.iman_davenport, d1, d2))
     test.q_alpha, test.cd = nemenyi_cd(k, n, alpha)
-    test.cliques = cliques(mean_ranks, test.cd)
+    test.p_values = nemenyi_p_values(complete, higher_is_better).loc[
+        [str(s) for s in mean_ranks.index], [str(s) for s in mean_ranks.index]]
+    test.cliques = cliques(test.p_values, mean_ranks, alpha)
     return test
 
 

@@ -4,7 +4,8 @@
     >>> [c.strategy for c in suite.cells()][:3]
     ['naive', 'joint', 'cumulative']
 
-A suite file has ``name``, ``version``, ``description``, ``streams``, ``models``, ``strategies``,
+A suite file (JSON Schema: ``clbench/schemas/suite.schema.json``, ``clbench schema suite``) has
+``name``, ``version``, ``description``, ``streams``, ``models``, ``strategies``,
 ``seeds`` and optionally ``overrides`` (``key=value`` strings applied to every cell),
 ``exclude`` (cells left out: mappings ``{stream, strategy, reason}``, e.g. a method that cannot
 run a task-incremental stream; the reason is shown where the suite is listed) and
@@ -23,6 +24,7 @@ import yaml
 from clbench.errors import ClbenchError
 from clbench.names import check_name
 from clbench.registry import unknown_name_message
+from clbench.schemas import check as check_schema
 
 SUITE_DIR = Path(__file__).parent
 _LISTS = ("streams", "models", "strategies", "seeds")
@@ -115,33 +117,18 @@ def read_yaml(path: Path) -> Any:
 
 
 def parse_suite(data: Any, source: str) -> Suite:
+    """A :class:`Suite` from parsed YAML: checked against ``clbench/schemas/suite.schema.json``
+    (:func:`clbench.schemas.check`: keys, types, non-empty lists, seed range), then a safe name
+    and exclusions of listed streams and strategies, which a schema cannot express."""
     if not isinstance(data, dict):
         raise ClbenchError(f"{source}: a suite must be a YAML mapping with keys "
                            f"name, version, streams, models, strategies, seeds")
-    allowed = {"name", "version", "description", "overrides", "expected_minutes", "exclude", *_LISTS}
-    for k in data:
-        if k not in allowed:
-            raise ClbenchError(f"{source}: " + unknown_name_message("suite key", str(k), allowed))
-    for k in ("name", "version", *_LISTS):
-        if k not in data:
-            raise ClbenchError(f"{source}: missing key {k!r}")
-    for k in _LISTS:
-        v = data[k]
-        if not isinstance(v, list) or not v:
-            raise ClbenchError(f"{source}: {k!r} must be a non-empty list")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32
-               for s in data["seeds"]):
-        raise ClbenchError(f"{source}: 'seeds' must be a list of integers from 0 to 2**32-1")
+    check_schema(data, "suite", source)
     try:
         check_name("suite", str(data["name"]))
     except ClbenchError as e:
         raise ClbenchError(f"{source}: {e}") from None
-    for k in ("streams", "models", "strategies"):
-        if not all(isinstance(s, str) for s in data[k]):
-            raise ClbenchError(f"{source}: {k!r} must be a list of names")
     ov = data.get("overrides") or []
-    if not isinstance(ov, list) or not all(isinstance(o, str) for o in ov):
-        raise ClbenchError(f"{source}: 'overrides' must be a list of 'key=value' strings")
     return Suite(name=str(data["name"]), version=str(data["version"]),
                  description=str(data.get("description", "")), streams=data["streams"],
                  models=data["models"], strategies=data["strategies"], seeds=data["seeds"],
@@ -150,15 +137,10 @@ def parse_suite(data: Any, source: str) -> Suite:
 
 
 def parse_exclude(items: Any, data: dict[str, Any], source: str) -> list[Exclusion]:
-    """``exclude`` entries, each a mapping of a listed stream, a listed strategy and a reason."""
-    if not isinstance(items, list):
-        raise ClbenchError(f"{source}: 'exclude' must be a list of {{stream, strategy, reason}}")
+    """``exclude`` entries (their shape checked by the schema), each naming a listed stream and a
+    listed strategy."""
     out = []
     for i, x in enumerate(items):
-        if not (isinstance(x, dict) and set(x) == {"stream", "strategy", "reason"}
-                and all(isinstance(v, str) and v for v in x.values())):
-            raise ClbenchError(f"{source}: exclude[{i}] must be a mapping with exactly the keys "
-                               f"stream, strategy and reason (non-empty strings)")
         for key, listed in (("stream", "streams"), ("strategy", "strategies")):
             if x[key] not in data[listed]:
                 raise ClbenchError(f"{source}: exclude[{i}]: {key} {x[key]!r} is not in the "

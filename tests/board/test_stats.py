@@ -69,11 +69,15 @@ def test_friedman_drops_incomplete_strategies_and_refuses_too_little_data() -> N
     assert small.statistic is None and "at least 3 strategies" in str(small.reason)
 
 
-def test_cliques_are_maximal_groups_within_cd() -> None:
+def test_cliques_are_maximal_groups_not_separated() -> None:
+    """Groups from a hand-made p-value matrix: a-b-c, c-d and d-e not separated, the rest are."""
     r = pd.Series({"a": 1.0, "b": 1.5, "c": 2.4, "d": 3.6, "e": 5.0})
-    assert cliques(r, 1.5) == [("a", "b", "c"), ("c", "d"), ("d", "e")]
-    assert cliques(r, 0.1) == []
-    assert cliques(r, 10.0) == [("a", "b", "c", "d", "e")]
+    same = {("a", "b"), ("a", "c"), ("b", "c"), ("c", "d"), ("d", "e")}
+    p = pd.DataFrame([[1.0 if x == y or (x, y) in same or (y, x) in same else 0.001
+                       for y in r.index] for x in r.index], index=r.index, columns=r.index)
+    assert cliques(p, r, 0.05) == [("a", "b", "c"), ("c", "d"), ("d", "e")]
+    assert cliques(p, r, 0.0001) == [("a", "b", "c", "d", "e")]
+    assert cliques(pd.DataFrame(0.0, index=r.index, columns=r.index), r, 0.05) == []
 
 
 def test_nemenyi_separates_exactly_the_pairs_further_apart_than_cd() -> None:

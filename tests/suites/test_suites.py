@@ -70,11 +70,14 @@ def test_cpu_v2_has_the_scenarios_that_separate_regularisers() -> None:
 
 
 @pytest.mark.parametrize("entry, fragment", [
-    ("[{stream: split-digits, strategy: naive}]", "exactly the keys stream, strategy and reason"),
-    ("[{stream: split-digits, strategy: naive, reason: ''}]", "non-empty strings"),
+    ("[{stream: split-digits, strategy: naive}]", "at $.exclude[0]: missing key 'reason'"),
+    ("[{stream: split-digits, strategy: naive, reason: ''}]",
+     "at $.exclude[0].reason: must not be an empty string"),
     ("[{stream: perm-fmnist, strategy: naive, reason: r}]", "stream 'perm-fmnist' is not in the suite's streams"),
     ("[{stream: split-digits, strategy: lwf, reason: r}]", "strategy 'lwf' is not in the suite's strategies"),
-    ("naive", "'exclude' must be a list"),
+    ("naive", 'at $.exclude: "naive" is a string, should be array or null'),
+    ("[{stream: split-digits, strategy: naive, reason: r, why: x}]",
+     "at $.exclude[0]: unknown key 'why'"),
 ])
 def test_bad_exclusions_are_named(entry: str, fragment: str, tmp_path: Path) -> None:
     with pytest.raises(ClbenchError, match=re.escape(fragment)):
@@ -120,14 +123,14 @@ def test_unknown_key_suggests_the_right_one(wrong: str, right: str, tmp_path: Pa
 @pytest.mark.parametrize("seeds", ['[0, "one"]', "[0.5]", "[true]", '"0,1"', "0"])
 def test_seeds_must_be_integers(seeds: str, tmp_path: Path) -> None:
     text = GOOD.replace("seeds: [0, 1]", f"seeds: {seeds}")
-    with pytest.raises(ClbenchError, match="'seeds' must be"):
+    with pytest.raises(ClbenchError, match=r"at \$\.seeds(\[\d\])?: .* should be (integer|array)"):
         load_suite(str(_write(tmp_path, text)))
 
 
 @pytest.mark.parametrize("key", ["streams", "models", "strategies", "seeds"])
 def test_empty_list_is_rejected(key: str, tmp_path: Path) -> None:
     text = re.sub(rf"^{key}: .*$", f"{key}: []", GOOD, flags=re.M)
-    with pytest.raises(ClbenchError, match=f"'{key}' must be a non-empty list"):
+    with pytest.raises(ClbenchError, match=re.escape(f"at $.{key}: must not be empty")):
         load_suite(str(_write(tmp_path, text)))
 
 
@@ -146,8 +149,8 @@ def test_document_must_be_a_mapping(text: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("line, fragment", [
-    ("strategies: [naive, 3]", "'strategies' must be a list of names"),
-    ("overrides: epochs=1", "'overrides' must be a list of 'key=value' strings"),
+    ("strategies: [naive, 3]", "at $.strategies[1]: 3 is an integer, should be string"),
+    ("overrides: epochs=1", 'at $.overrides: "epochs=1" is a string, should be array or null'),
 ])
 def test_wrong_types_are_named(line: str, fragment: str, tmp_path: Path) -> None:
     key = line.split(":")[0]
