@@ -440,3 +440,25 @@ def test_rebuilding_a_board_with_another_suite_of_its_name_needs_init(
     marker = json.loads((root / "clbench-leaderboard.json").read_text())
     assert marker["suite_record"]["streams"] == ["split-digits"]
     assert marker["suite_record"]["settings"]["split-digits/mlp"]["train"]["epochs"] == 1
+
+
+def test_a_text_stream_result_is_checked_against_the_boards_recorded_version(
+        tmp_path: Path) -> None:
+    """text-v1's results carry their data revision (``text-v1.2+...``) where the registry says
+    ``1``: the board's record decides, so a committed lm-v1 result passes and a file of another
+    revision is refused (neither runs a language model)."""
+    from clbench.board.protocol import suite_record
+    from clbench.run.plan import plan
+    from clbench.suites import Cell, load_suite
+    src = ROOT / "leaderboard" / "results" / "text-v1" / "smollm2-135m" / "naive" / "seed0.json"
+    data = json.loads(src.read_text())
+    suite = load_suite("lm-v1")
+    record = suite_record(suite, {"text-v1": str(data["stream"]["version"])})
+    [p] = plan([Cell("text-v1", "smollm2-135m", "naive", 0)], list(suite.overrides), tmp_path)
+    p.path.parent.mkdir(parents=True)
+    shutil.copy(src, p.path)
+    known = {("text-v1", 0): {"fingerprint": data["stream"]["fingerprint"]}}
+    assert submit_module.check_result(p, tmp_path, known, record)["config"]["seed"] == 0
+    record["settings"]["text-v1/smollm2-135m"]["stream_version"] = "text-v1.3+0000000000"
+    with pytest.raises(ClbenchError, match="stream_version|stream version"):
+        submit_module.check_result(p, tmp_path, known, record)
