@@ -19,6 +19,7 @@ from clbench.models import MODELS
 from clbench.strategy_api import STRATEGIES
 from clbench.streams import STREAMS
 from clbench.suites import suite_names
+from tests.errors import one_error_line as _one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "avalanche", "timm", "torchvision")
@@ -29,13 +30,6 @@ def _clbench(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "clbench", *argv], capture_output=True,
                           text=True, timeout=300, cwd=cwd, env=env)
-
-
-def _one_error_line(err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("clbench: error: "), err
-    return lines[0]
 
 
 def test_no_verb_prints_help_and_exits_0(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from clbench.cli import main
 from clbench.results import load_result
 from clbench.run.logs import LOGGERS, log_dir, wandb_mode
+from tests.errors import one_error_line as _one_error_line
 
 RUN = ["run", "--stream", "split-digits", "--strategy", "naive", "--seeds", "0", "--threads", "1",
        "--set", "epochs=1", "--quiet"]
@@ -23,13 +24,6 @@ EXPERIENCES = 5   # split-digits
 def _run(*args: str) -> int:
     with contextlib.redirect_stdout(io.StringIO()):
         return main([*RUN, *args])
-
-
-def _one_error_line(err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("clbench: error: "), err
-    return lines[0]
 
 
 def _result(root: Path) -> Path:
