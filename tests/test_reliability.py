@@ -381,6 +381,37 @@ def test_disk_full_is_one_line_naming_what_was_saved(tmp_path: Path,
     assert len(result_files(results)) == 1 and not list(results.rglob(".*.tmp"))
 
 
+class _FullDiskJson:
+    """``json`` for the lock module, whose second ``dump`` meets a full disk (what a real full
+    tmpfs did: the lock file is created, writing its owner fails)."""
+
+    def __init__(self) -> None:
+        self.dumps = 0
+
+    def dump(self, obj: object, f: object) -> None:
+        self.dumps += 1
+        if self.dumps > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        json.dump(obj, f)
+
+    loads = staticmethod(json.loads)
+
+
+def test_disk_full_at_a_cell_lock_is_one_line_and_leaves_no_lock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A disk that fills between two cells fails the second cell's lock, not only its result."""
+    from clbench.run import lock as lock_module
+
+    monkeypatch.setattr(lock_module, "json", _FullDiskJson())
+    results = tmp_path / "r"
+    assert main([*RUN, "--strategy", "naive,replay", "--results", str(results)]) == 2
+    line = one_error_line(capsys)
+    assert "No space left on device" in line and ".seed0.json.lock" in line, line
+    assert f"1 results of this sweep were saved in {results}" in line, line
+    assert len(result_files(results)) == 1
+    assert not list(results.rglob(".*.lock")) and not list(results.rglob(".*.tmp"))
+
+
 # --- item 16: two sweeps on one folder run each cell once -------------------------------------
 
 def test_cell_lock_is_exclusive_and_a_dead_owner_is_taken_over(tmp_path: Path) -> None:

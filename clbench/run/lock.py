@@ -19,7 +19,9 @@ lock leaves the cell to its owner. A lock is stale, and taken over, when its own
 
 A lock from another host is never taken over (its pid means nothing here): remove the file
 when that host's run is known to be gone. Taking over renames the stale file to a name of our
-own first, so of two processes taking over the same lock only one wins.
+own first, so of two processes taking over the same lock only one wins. A lock that cannot be
+made (a full disk, no permission) is a one-line :class:`~clbench.errors.ClbenchError` naming
+it, and leaves no lock file behind.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from clbench.errors import ClbenchError
 
 #: an empty or unreadable lock file older than this (seconds) belongs to a dead process
 UNREADABLE_STALE_SECONDS = 60.0
@@ -76,6 +80,12 @@ def holder(result: Path) -> str:
     return "an unknown process" if owner is None else f"pid {owner['pid']} on {owner.get('host')}"
 
 
+def _unwritable(path: Path, e: OSError) -> ClbenchError:
+    """The one-line error for a lock file ``path`` that could not be made."""
+    return ClbenchError(f"{path}: cannot write this cell's lock file ({e.strerror or e}); "
+                        "check the folder")
+
+
 @dataclass
 class CellLock:
     """A held lock; :meth:`release` removes it."""
@@ -86,9 +96,9 @@ class CellLock:
     def acquire(cls, result: Path) -> "CellLock | None":
         """Claim ``result``'s cell: the lock, or None if a live process holds it."""
         path = lock_path(result)
-        path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):  # a second try after taking over a stale lock
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 if not is_stale(path):
@@ -100,9 +110,15 @@ class CellLock:
                     continue
                 grave.unlink(missing_ok=True)
                 continue
+            except OSError as e:
+                raise _unwritable(path, e) from None
             owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-            with os.fdopen(fd, "w") as f:
-                json.dump(owner, f)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(owner, f)
+            except OSError as e:  # an empty lock would hold the cell for a minute: remove it
+                path.unlink(missing_ok=True)
+                raise _unwritable(path, e) from None
             return cls(path)
         return None
 

@@ -71,9 +71,18 @@ def run_cells(cells: Iterable[Cell], results: str | Path, overrides: list[str] |
         with tqdm(total=len(planned), initial=len(planned) - len(todo), desc="runs", unit="run",
                   disable=not show_progress, dynamic_ncols=True, leave=False) as bar:
 
+            def saved(e: ClbenchError) -> ClbenchError:
+                """``e`` (a write that failed) with what this sweep saved before it."""
+                return ClbenchError(f"{e}; {len(written)} results of this sweep were saved in "
+                                    f"{results}/ before it: make room and run the same command "
+                                    "again to resume")
+
             def claim(p: Planned) -> bool:
                 """Lock ``p``'s cell; False if another sweep holds it or has just finished it."""
-                lock = CellLock.acquire(p.path)
+                try:
+                    lock = CellLock.acquire(p.path)
+                except ClbenchError as e:  # a full disk: say what the sweep saved
+                    raise saved(e) from None
                 if lock is None:
                     left.append(holder(p.path))
                 elif resume and is_done(p.path):  # done by another sweep since we planned
@@ -89,9 +98,7 @@ def run_cells(cells: Iterable[Cell], results: str | Path, overrides: list[str] |
                 try:
                     path = write_result(result, results, p.tag)
                 except ClbenchError as e:
-                    raise ClbenchError(f"{e}; {len(written)} results of this sweep were saved in "
-                                       f"{results}/ before it: make room and run the same "
-                                       "command again to resume") from None
+                    raise saved(e) from None
                 finally:
                     if (lock := locks.pop(p.path, None)) is not None:
                         lock.release()
