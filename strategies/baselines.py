@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from avalanche.training.plugins import (
 from avalanche.models.utils import avalanche_forward
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
+from clbench.errors import ClbenchError
 from clbench.run.fastdata import dataset_rows
 from clbench.run.plugins import DivergedError
 from clbench.strategy_api import BuildContext, register_strategy
@@ -70,6 +71,16 @@ class CPUSafeSI(SynapticIntelligencePlugin):
         super().after_training_exp(strategy, **kwargs)
         for pd in self.ewc_data[1].values():        # Omega >= 0
             pd.data = pd.data.clamp(min=0.0)
+
+
+def positive(method: str, *names: str) -> Callable[[dict[str, Any]], None]:
+    """A ``check=`` refusing ``method``'s parameters ``names`` unless > 0: a temperature the
+    logits are divided by, a batch size; at 0 every cell would train, then fail."""
+    def check(p: dict[str, Any]) -> None:
+        for k in names:
+            if not p[k] > 0:
+                raise ClbenchError(f"--set {method}.{k}={p[k]}: must be positive")
+    return check
 
 
 @register_strategy("naive", kind="template",
@@ -118,6 +129,7 @@ def si(p: dict[str, Any], ctx: BuildContext) -> SynapticIntelligencePlugin:
 
 
 @register_strategy("lwf", defaults={"alpha": 1.0, "temperature": 2.0},
+                   check=positive("lwf", "temperature"),
                    family_defaults={"mnist": {"alpha": 0.1021, "temperature": 3.23}},
                    description="Learning without Forgetting: distillation from the previous "
                                "model (Li & Hoiem 2016)")
@@ -132,6 +144,7 @@ def replay(p: dict[str, Any], ctx: BuildContext) -> ReplayPlugin:
 
 
 @register_strategy("agem", defaults={"mem_size": 200, "sample_size": 64},
+                   check=positive("agem", "sample_size"),
                    description="Averaged GEM: gradient projection against a memory sample "
                                "(Chaudhry et al. 2019)")
 def agem(p: dict[str, Any], ctx: BuildContext) -> AGEMPlugin:
@@ -206,6 +219,7 @@ class ScheduledGDumb(GDumbPlugin):
 # short, gentle schedule instead (untuned)
 @register_strategy("gdumb", defaults={"mem_size": 200, "epochs": 256, "batch_size": 16,
                                       "maxlr": 0.05, "minlr": 0.0005},
+                   check=positive("gdumb", "batch_size"),
                    family_defaults={"text": {"epochs": 8, "maxlr": 0.01, "minlr": 0.0001}},
                    description="GDumb: refits a class-balanced 200-sample memory from scratch "
                                "after each experience, with its paper's schedule "

@@ -139,6 +139,8 @@ def test_committed_boards_are_marked(board: str) -> None:
     ("naive,replay", "weight_decay=nan"), ("ewc", "ewc.ewc_lambda=nan"),
     ("naive,replay", "momentum=-0.5"), ("naive,replay", "weight_decay=-1"),
     ("replay", "replay.mem_size=-5"), ("naive,replay", "mono.layer=nonexistent"),
+    # zero where a method divides or batches by it: each cell trained, then failed
+    ("lwf", "lwf.temperature=0"), ("agem", "agem.sample_size=0"), ("gdumb", "gdumb.batch_size=0"),
 ])
 def test_bad_setting_is_refused_before_any_cell_trains(strategy: str, setting: str, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
