@@ -39,8 +39,9 @@ or the first (stream, seed) missing or setting that differs is named:
 6. **reproducible**: per stream, ``ceil(RERUN_SHARE * n)`` of its ``n`` cells (at least one),
    chosen by the verifier at random (:class:`random.SystemRandom`, so a submitter cannot know
    which seeds are checked), are run again in a worker with the thread count each result
-   records; every entry of the two accuracy matrices must agree within :data:`RERUN_ATOL`
-   (runs are deterministic on CPU at a fixed thread count), and the cells re-run are reported;
+   records; every entry of the two accuracy matrices and of the untrained accuracies must
+   agree within :data:`RERUN_ATOL` and each experience's state bytes exactly (runs are
+   deterministic on CPU at a fixed thread count), and the cells re-run are reported;
 7. **publish**: the files are copied into the leaderboard's results folder (atomically, one
    by one) and the leaderboard's tables, figures and page are regenerated
    (:func:`clbench.board.leaderboard.build_leaderboard`).
@@ -281,7 +282,8 @@ def run_in_worker(file: Path, cells: list[Cell], out: Path, overrides: list[str]
 def rerun_diff(file: Path, p: Planned, data: dict[str, Any], overrides: list[str],
                data_root: str | None, show_progress: bool) -> float:
     """Step 6 for one cell: run ``p`` again (in the method's own process) with the thread count
-    its result records; the largest |R - R'| (inf if the data, config or shapes differ).
+    its result records; the largest |R - R'| over the accuracy matrix and the untrained
+    accuracies (inf if the data, config, shapes or the state bytes of any experience differ).
     Compared here, in the verifier's process, which never imported the method."""
     threads = data["provenance"].get("determinism", {}).get("torch_num_threads")
     with tempfile.TemporaryDirectory(prefix="clbench-rerun-") as tmp:
@@ -296,8 +298,20 @@ def rerun_diff(file: Path, p: Planned, data: dict[str, Any], overrides: list[str
     if any(json.dumps(again["config"].get(k), sort_keys=True)
            != json.dumps(data["config"].get(k), sort_keys=True) for k in CONFIG_KEYS):
         return float("inf")
-    a, b = np.array(data["accuracy_matrix"]), np.array(again["accuracy_matrix"])
-    return float("inf") if a.shape != b.shape else float(np.abs(a - b).max())
+    if _state_bytes(again) != _state_bytes(data):
+        return float("inf")
+    diffs = []
+    for key in ("accuracy_matrix", "random_init_accuracy"):
+        a, b = np.array(data[key], dtype=float), np.array(again[key], dtype=float)
+        if a.shape != b.shape:
+            return float("inf")
+        diffs.append(float(np.abs(a - b).max(initial=0.0)))
+    return max(diffs)
+
+
+def _state_bytes(data: dict[str, Any]) -> list[Any]:
+    """The state a run kept after each experience: deterministic, and shown on the board."""
+    return [rec.get("state_bytes") for rec in data["per_experience"]]
 
 
 def submit(file: str | Path, suite: str | Suite, results: str | Path,
@@ -339,7 +353,8 @@ def submit(file: str | Path, suite: str | Suite, results: str | Path,
             d = rerun_diff(file, p, data_of[p.path], s.overrides, data_root, show_progress)
             if not d <= RERUN_ATOL:
                 raise ClbenchError(f"{p.path}: a re-run of {p.cell.stream} seed {p.cell.seed} "
-                                   f"gives a different accuracy matrix (max |diff| {d:.3g} > "
+                                   f"gives a different accuracy matrix, untrained accuracy or "
+                                   f"state size (max |diff| {d:.3g} > "
                                    f"{RERUN_ATOL:g}); results must be reproducible from the "
                                    "method file")
             diff = max(diff, d)

@@ -200,11 +200,21 @@ def test_bad_results_are_rejected(accepted: tuple[Path, int], files: dict[str, P
 
 
 def test_untampered_from_results_are_accepted(accepted: tuple[Path, int], files: dict[str, Path],
-                                              tmp_path: Path) -> None:
+                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [src] = _mine(accepted[0])
     shutil.copytree(src, tmp_path / "mine" / "split-digits" / "mlp" / src.name)
     results = _board(tmp_path / "board")
+    rngs: list[random.Random] = []
+    real = submit_module.choose_reruns
+
+    def spy(planned: list, rng: random.Random) -> list:
+        rngs.append(rng)
+        return real(planned, rng)
+
+    monkeypatch.setattr(submit_module, "choose_reruns", spy)
     assert _submit(files, results, "--from", str(tmp_path / "mine")) == 0
+    # issue 17 item 1: the CLI's seeds to re-run come from the OS, not a seedable generator
+    assert [type(r) for r in rngs] == [random.SystemRandom]
     [folder] = _mine(results)
     assert len(list(folder.glob("seed*.json"))) == 2
 
@@ -278,6 +288,58 @@ def test_a_forged_nonzero_seed_is_caught_when_the_verifier_picks_it(
     s = submit(files["method"], str(files["suite"]), _board(tmp_path / "board2"),
                from_dir=clean, show_progress=False, rng=_Pick(1))
     assert s.reruns == ("split-digits/mlp seed 1",)
+
+
+def test_reruns_cover_every_stream_and_vary_with_the_draw(tmp_path: Path) -> None:
+    """Issue 17 item 1: per stream ceil(RERUN_SHARE * n) cells, at least one, any of its seeds
+    (not always seed 0): a stream of one seed is always re-run, one of five gets two seeds."""
+    from clbench.run.sweep import plan
+    from clbench.suites import Cell
+
+    cells = [Cell("split-digits", "mlp", "naive", 0)] + [
+        Cell("split-mnist1d", "mlp", "naive", seed) for seed in range(5)]
+    planned = plan(cells, ["epochs=1"], tmp_path)
+    drawn: dict[str, set[int]] = {}
+    for draw in range(20):
+        chosen = submit_module.choose_reruns(planned, random.Random(draw))
+        per = {st: [p.cell.seed for p in chosen if p.cell.stream == st]
+               for st in ("split-digits", "split-mnist1d")}
+        assert len(per["split-digits"]) == 1
+        assert len(per["split-mnist1d"]) == math.ceil(submit_module.RERUN_SHARE * 5) == 2
+        assert len(set(per["split-mnist1d"])) == 2
+        for st, seeds in per.items():
+            drawn.setdefault(st, set()).update(seeds)
+    assert drawn == {"split-digits": {0}, "split-mnist1d": {0, 1, 2, 3, 4}}
+
+
+def _halve_state(d: dict) -> None:
+    """A smaller memory footprint, consistent with its own per-experience record."""
+    assert d["metrics"]["state_bytes"]["value"] > 0
+    for rec in d["per_experience"]:
+        rec["state_bytes"] //= 2
+    d["metrics"]["state_bytes"]["value"] = float(max(r["state_bytes"] for r in d["per_experience"]))
+
+
+def _zero_random_init(d: dict) -> None:
+    """Untrained accuracies of 0 (FWT recomputed to match): the matrix itself unchanged."""
+    d["random_init_accuracy"] = [0.0] * len(d["random_init_accuracy"])
+    for k, v in cl_metrics(d["accuracy_matrix"], d["random_init_accuracy"]).items():
+        d["metrics"][k]["value"] = None if math.isnan(v) else v
+
+
+@pytest.mark.parametrize("change", [pytest.param(_halve_state, id="state-bytes"),
+                                    pytest.param(_zero_random_init, id="random-init")])
+def test_a_forged_record_beside_a_true_matrix_is_caught_by_the_rerun(
+        accepted: tuple[Path, int], files: dict[str, Path], tmp_path: Path,
+        change: Callable[[dict], None]) -> None:
+    """Issue 17 item 1: the board also shows the state a method keeps (and FWT, from the
+    untrained accuracies); both are deterministic, so the re-run compares them too."""
+    mine = _forged_copy(accepted, tmp_path, 1, change)
+    results = _board(tmp_path / "board")
+    with pytest.raises(ClbenchError, match="re-run of split-digits seed 1 gives a different"):
+        submit(files["method"], str(files["suite"]), results, from_dir=mine,
+               show_progress=False, rng=_Pick(1))
+    assert not _mine(results)
 
 
 @pytest.mark.parametrize("change, why", [
