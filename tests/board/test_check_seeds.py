@@ -150,6 +150,9 @@ def _cell(key: str, v: Any) -> Callable[[dict[str, Any]], None]:
     (_cell("fingerprints", {"-1": "ab"}), "seed -1 is negative"),
     (_cell("fingerprints", {"zero": "ab"}), "malformed baseline"),
     (_cell("fingerprints", {"0": 5}), "fingerprints must be strings"),
+    # item 3: a baseline's direction is the registry's, never its own
+    (lambda d: d["cells"][1]["metrics"]["final_accuracy"].update(higher_is_better=False),
+     "'final_accuracy' is marked higher_is_better=false, but it is higher is better"),
 ])
 def test_baseline_values_no_run_can_have_are_refused(edit: Callable[[dict[str, Any]], None],
                                                      why: str, board: Path, baseline: Path,
