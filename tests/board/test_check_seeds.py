@@ -164,3 +164,13 @@ def test_baseline_values_no_run_can_have_are_refused(edit: Callable[[dict[str, A
     err = capsys.readouterr().err
     assert err.startswith(f"clbench: error: {baseline}: ") and err.count("\n") == 1, err
     assert why in err and "--write-baseline" in err, err
+
+
+def test_a_baseline_nested_too_deep_is_one_line(board: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 11: 200k-deep JSON as a baseline (json's recursion limit) is one line."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    assert main(["check", str(board), "--baseline", str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"clbench: error: {deep}: JSON nested too deeply") and err.count("\n") == 1, err
