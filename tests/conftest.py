@@ -1,10 +1,11 @@
-"""Shared fixtures: small real streams built once per session."""
+"""Shared fixtures: small real streams built once per session; the list of slow tests."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from clbench.streams import Stream, build_stream
+from tests.slow import SLOW_TESTS, stale_names
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -22,3 +23,16 @@ def digits_stream() -> Stream:
 @pytest.fixture(scope="session")
 def mnist1d_stream() -> Stream:
     return build_stream("split-mnist1d", seed=0)
+
+
+
+@pytest.hookimpl(tryfirst=True)   # before ``-m`` / ``-k`` deselect anything
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests named in :data:`tests.slow.SLOW_TESTS` ``slow`` (pyproject's addopts
+    deselect them); a name there that matches no collected test is a usage error."""
+    for item in items:
+        if item.nodeid in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+    stale = stale_names([item.nodeid for item in items], [str(a) for a in config.args])
+    if stale:
+        raise pytest.UsageError(f"tests/slow.py SLOW_TESTS names no test: {stale}")
