@@ -153,6 +153,17 @@ def test_bad_setting_is_refused_before_any_cell_trains(strategy: str, setting: s
     assert result_files(tmp_path / "r") == []
 
 
+def test_a_cell_refused_at_its_start_leaves_no_folder(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A model setting that fails when the cell builds its model (after the cell's lock made
+    ``stream/model/strategy``) is one line, and the empty folders go with the lock."""
+    rc = main([*RUN, "--strategy", "naive", "--set", "model.hidden=-5",
+               "--results", str(tmp_path / "r")])
+    assert rc == 2
+    assert "hidden" in one_error_line(capsys)
+    assert list((tmp_path / "r").rglob("*")) == []
+
+
 def test_metric_typo_is_refused_before_the_sweep(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*RUN, "--strategy", "naive", "--metric", "final_acuracy",

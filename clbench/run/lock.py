@@ -88,14 +88,16 @@ def _unwritable(path: Path, e: OSError) -> ClbenchError:
 
 @dataclass
 class CellLock:
-    """A held lock; :meth:`release` removes it."""
+    """A held lock; :meth:`release` removes it, and the folders :meth:`acquire` made for it."""
 
     path: Path
+    made: tuple[Path, ...] = ()   # folders the claim created, deepest first
 
     @classmethod
     def acquire(cls, result: Path) -> "CellLock | None":
         """Claim ``result``'s cell: the lock, or None if a live process holds it."""
         path = lock_path(result)
+        missing = [f for f in (path.parent, *path.parent.parents) if not f.exists()]
         for _ in range(2):  # a second try after taking over a stale lock
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,10 +121,18 @@ class CellLock:
             except OSError as e:  # an empty lock would hold the cell for a minute: remove it
                 path.unlink(missing_ok=True)
                 raise _unwritable(path, e) from None
-            return cls(path)
+            return cls(path, tuple(missing))
         return None
 
     def release(self) -> None:
+        """Remove the lock if it is ours; then the folders the claim made (a new results
+        folder's ``stream/model/strategy``) where they are still empty, so a cell that wrote no
+        result leaves no folder behind."""
         owner = read_owner(self.path)
         if owner is not None and owner["pid"] == os.getpid():
             self.path.unlink(missing_ok=True)
+            for folder in self.made:
+                try:
+                    folder.rmdir()   # only an empty folder goes
+                except OSError:
+                    break
