@@ -66,7 +66,10 @@ def test_sigkill_then_rerun_does_every_cell_exactly_once(executor: str, tmp_path
     leftovers = [p for p in results.rglob("*") if p.is_file() and p not in before]
     assert all(p.name.startswith(".") and p.name.endswith((".tmp", ".lock"))
                for p in leftovers), leftovers
-    assert sum(p.name.endswith(".lock") for p in leftovers) <= 1   # one cell was running
+    # the local executor claims a cell just before it runs it (one lock at most); the process
+    # pool claims all of its cells at the start (README, Reliability: not guaranteed)
+    claimed = 1 if executor == "local" else len(CELLS) - len(before)
+    assert sum(p.name.endswith(".lock") for p in leftovers) <= claimed
     assert len(load_results(results)) == len(before)
     assert sum(is_done(p) for p in expected) == len(before)
 
