@@ -2,8 +2,10 @@
 
     python ci/repro_feature_forgetting.py leaderboard/repro --out leaderboard/feature-forgetting.md
 
-Made from these runs (split-fmnist, 1 epoch per experience, this machine's CPU, one thread).
-The MLP (issue 13: 3 seeds, held-out FVU, null model, flags):
+Made from these runs (split-fmnist, 1 epoch per experience, this machine's CPU, one thread;
+``clbench analyze`` also runs at one thread by default, and its numbers depend on the count:
+the same checkpoints analyzed at two threads moved naive seed 0's "capacity halved" from 0.25
+to 0.35). The MLP (issue 13: 3 seeds, held-out FVU, null model, flags):
 
     clbench run --stream split-fmnist --strategy naive,replay,sae-reg --seeds 0,1,2 --model mlp \\
         --keep-checkpoints --results leaderboard/repro --no-resume --threads 1 \\
@@ -14,15 +16,28 @@ The MLP (issue 13: 3 seeds, held-out FVU, null model, flags):
         clbench analyze $R --probe-size 2000 --steps 1000 --expansion 4 --k 16 --null
     done; done
 
-The small ViT (issue 6, seed 0 only, before issue 13's changes; its sae-reg run used sae-reg's
-old one-sided default):
+The MLP sae-reg runs were made with sae-reg's defaults of that time (``lam=10``,
+``guide_lam=0.1``, ``q=0.9``; the table names them as differing from today's); the command
+above runs today's defaults. Their checkpoints are remade exactly (same accuracy matrix) by
+running the cell with ``--set sae-reg.lam=10 --set sae-reg.guide_lam=0.1 --set sae-reg.q=0.9``
+into another folder and copying its ``seed<k>.ckpt/`` beside the committed ``seed<k>.json``.
+
+The small ViT (issue 13: 3 seeds, null model):
 
     VIT="--set model.embed_dim=96 --set model.depth=4 --set model.num_heads=3 --set model.patch_size=7"
-    clbench run --stream split-fmnist --model vit --strategy naive,replay,sae-reg --seeds 0 \\
-        --keep-checkpoints $VIT --results leaderboard/repro
-    for s in naive replay sae-reg; do
-        clbench analyze leaderboard/repro/split-fmnist/vit/$s@3ef2617c/seed0.json \\
-            --layers block1,block3,cls; done
+    clbench run --stream split-fmnist --model vit --strategy naive,replay,sae-reg --seeds 0,1,2 \\
+        --keep-checkpoints $VIT --results leaderboard/repro --no-resume --threads 1
+    for s in naive replay sae-reg; do for k in 0 1 2; do
+        R=leaderboard/repro/split-fmnist/vit/$s@3ef2617c/seed$k.json
+        clbench analyze $R --layers block1,block3,cls
+        clbench analyze $R --layers block1,block3,cls --null
+    done; done
+
+Seed 0 of each row was re-run and re-analyzed on 2026-12-03 to remake its committed report
+(``seed0.analysis/report.html``; the other reports are not committed, see ``.gitignore``).
+The re-runs gave the committed accuracy matrices exactly, except ViT sae-reg (a run of
+2026-12-02 on an AVX2 CPU; on this AVX512 one its last-row accuracy on experience 4 differs by
+1.35 points), whose seed-0 numbers are now those of the re-run.
 
 Reads every result under the folder that carries a ``feature_forgetting`` block (written by
 ``clbench analyze``) and prints one row per (stream, model, strategy): the mean over seeds and

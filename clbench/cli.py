@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--null", action="store_true",
                    help="null model: the first checkpoint repeated (into <result>.analysis_null/)")
     z.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    z.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1): the crosscoder's fit, and so every number, "
+                        "depends on it; recorded in the result")
     z.add_argument("--out", default=None, help="output folder (default <result>.analysis/)")
     z.add_argument("--data-root", default=None, help="dataset folder, if not the run's")
     z.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -432,6 +435,10 @@ def cmd_analyze(a: argparse.Namespace) -> int:
     from clbench.analyze import AnalyzeSettings, CrosscoderSettings, analyze
     from clbench.analyze.report import flags_text
 
+    if a.threads < 1:
+        raise ClbenchError(f"--threads {a.threads}: must be at least 1")
+    import torch
+    torch.set_num_threads(a.threads)
     settings = AnalyzeSettings(
         layers=_csv(a.layers) if a.layers else None, probe_size=a.probe_size, top=a.top,
         device=a.device, crosscoder=CrosscoderSettings(expansion=a.expansion, k=a.k,

@@ -193,6 +193,9 @@ def analyze(result_json: str | Path, settings: AnalyzeSettings, out: str | Path 
         "capacity_by_experience": fm.capacity_by_experience(),
         "checkpoints": run.after,
         "analysis_dir": os.path.relpath(out_dir.resolve(), base),
+        # the crosscoder's fit differs in its last bits with the thread count, and so does
+        # which feature crosses a threshold: a re-analysis must use the same count
+        "determinism": {"torch_num_threads": torch.get_num_threads()},
     }
     report = write_report(out_dir, fm, top, _top_rows(cc, sources, top, settings.images), probe,
                           summary, _info(path, run.data, block, len(probe), out_dir),

@@ -173,12 +173,34 @@ def test_rank_on_a_feature_forgetting_metric(analyzed: tuple[Path, str]) -> None
     assert re.search(r"\|\s+ff_frac_capacity_halved\s+\|", out), out   # a column of the table
 
 
+def test_the_thread_count_is_recorded_and_a_rerun_at_it_gives_the_same_numbers(
+        analyzed: tuple[Path, str], tmp_path: Path) -> None:
+    """The crosscoder's fit depends on torch's thread count in its last bits (enough to move a
+    feature across the "halved" threshold), so analyze runs at --threads 1 unless told, and
+    the result says at what count it was made."""
+    first = load_result(analyzed[0])["feature_forgetting"]
+    assert first["determinism"] == {"torch_num_threads": 1}
+    shutil.copytree(analyzed[0].parent, tmp_path / "copy")   # re-analyzed there, not in place
+    path = tmp_path / "copy" / analyzed[0].name
+    rc, _, err = call(["analyze", str(path), *ANALYZE])
+    assert rc == 0, err
+    again = load_result(path)["feature_forgetting"]
+    timeless = lambda cc: {k: v for k, v in cc.items() if k != "train_seconds"}  # noqa: E731
+    assert again["summary"] == first["summary"]
+    assert timeless(again["crosscoder"]) == timeless(first["crosscoder"])
+    rc, _, err = call(["analyze", str(path), *ANALYZE, "--threads", "2"])
+    assert rc == 0, err
+    assert load_result(path)["feature_forgetting"]["determinism"] == {"torch_num_threads": 2}
+    torch.set_num_threads(1)
+
+
 @pytest.mark.parametrize("case, fragment", [
     ("no-checkpoints", "has no checkpoints; re-run the cell with 'clbench run ... "
                        "--keep-checkpoints --no-resume'"),
     ("unknown-layer", "--layers takes these: fc1, fc2"),
     ("missing-file", "no such result file"),
     ("bad-k", "--k 0: must be at least 1"),
+    ("bad-threads", "--threads 0: must be at least 1"),
     ("resume-without-checkpoints", "finished without checkpoints; add --no-resume"),
 ])
 def test_bad_input_is_one_line(case: str, fragment: str, runs: tuple[Path, Path]) -> None:
@@ -188,6 +210,7 @@ def test_bad_input_is_one_line(case: str, fragment: str, runs: tuple[Path, Path]
         "unknown-layer": ["analyze", str(kept), "--layers", "fc9", *ANALYZE],
         "missing-file": ["analyze", str(kept.with_name("seed7.json"))],
         "bad-k": ["analyze", str(kept), "--k", "0"],
+        "bad-threads": ["analyze", str(kept), "--threads", "0"],
         "resume-without-checkpoints": [*RUN, "--keep-checkpoints",
                                        "--results", str(plain.parents[3])],
     }[case]

@@ -4,6 +4,7 @@ name, retention that obeys the summary's cap, a how-to-read paragraph under ever
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 from pathlib import Path
 
@@ -231,3 +232,31 @@ def test_every_figure_has_a_paragraph_saying_how_to_read_it(tmp_path: Path) -> N
         assert len(note.split()) >= 20, (src, note)             # a paragraph, not a label
     assert set(FIGURE_NOTES) == {"capacity_by_experience", "capacity_heatmaps",
                                  "readout_curves", "feature_images"}
+
+
+# the seed-0 reports are the committed ones (.gitignore keeps the other seeds' and the null models')
+COMMITTED_REPORTS = sorted((Path(__file__).resolve().parents[2] / "leaderboard")
+                           .rglob("seed0.analysis/report.html"))
+
+
+@pytest.mark.parametrize("html_path", COMMITTED_REPORTS,
+                         ids=[str(p.parent.relative_to(p.parents[4])) for p in COMMITTED_REPORTS])
+def test_committed_reports_are_made_by_todays_report_code(html_path: Path) -> None:
+    """Issue 16: the committed analyze reports name the run (not a temporary path), link only
+    files beside them and say under every figure how to read it."""
+    from clbench.analyze.report import FIGURE_NOTES, TOP_NOTE
+
+    text = html_path.read_text()
+    files = check_report(html_path)
+    assert "/tmp" not in text and "pytest-" not in text
+    assert re.search(r"split-fmnist / (mlp|vit) / [\w@-]+, seed 0", text), "the run is named"
+    pngs = [p for p in files if p.suffix == ".png"]
+    notes = re.findall(r"<p class='note'>([^<]+)</p>", text)
+    figure_notes = {html.escape(n) for n in FIGURE_NOTES.values()}
+    assert pngs and sum(n in figure_notes for n in notes) == len(pngs)   # one under every figure
+    assert notes.count(html.escape(TOP_NOTE)) == 1
+    assert set(notes) <= figure_notes | {html.escape(TOP_NOTE)}
+
+
+def test_there_are_committed_reports() -> None:
+    assert len(COMMITTED_REPORTS) >= 6
