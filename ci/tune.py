@@ -16,6 +16,18 @@ never read (:func:`clbench.streams.holdout`). The objective is the final average
 validation split. Trials are appended to a JSONL file as they finish, so a stopped search
 resumes where it left off. ``--report`` turns the files into a Markdown table with the best
 setting per method and stream.
+
+``--model`` picks the model (default ``mlp``; ``smollm2-135m`` for the text stream), and
+``--grid method.param=v1,v2,...`` replaces a one-parameter method's random draws by those values
+(trial 0 is still the default), for a search where the order of magnitude is the question and
+each trial is expensive (a ``text-v1`` trial takes 15-30 minutes on this machine)::
+
+    python ci/tune.py --stream text-v1 --model smollm2-135m --methods ewc --workers 1 \\
+        --grid ewc.ewc_lambda=1e3,1e4,1e5,1e6 --set validation=0.25 \\
+        --out leaderboard/tuning/text-v1.jsonl
+
+Where the run reports ``general_ppl_ratio`` (the text stream), the trial records it and the
+validation accuracy matrix too.
 """
 from __future__ import annotations
 
@@ -83,6 +95,35 @@ def draw(method: str, trials: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
+def parse_grid(specs: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """``["ewc.ewc_lambda=1e3,1e4"]`` -> ``{"ewc": [{"ewc_lambda": 1000.0}, {"ewc_lambda": 1e4}]}``.
+
+    Values are parsed as the registered default's type, so they match what ``--set`` accepts.
+    """
+    from clbench.strategy_api import STRATEGIES  # lazy: --help answers without importing torch
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        method, dot, param = key.partition(".")
+        if not (sep and dot and values):
+            raise SystemExit(f"tune.py: error: --grid {spec!r}: expected method.param=v1,v2,...")
+        if method in out:
+            raise SystemExit(f"tune.py: error: --grid {spec!r}: one grid parameter per method")
+        defaults = STRATEGIES.get(method).obj.defaults if method in STRATEGIES else {}
+        if param not in defaults:
+            raise SystemExit(f"tune.py: error: --grid {spec!r}: {method!r} has no parameter "
+                             f"{param!r}; see `clbench ls strategies --params`")
+        kind = type(defaults[param])
+        try:
+            out[method] = [{param: kind(float(v)) if kind is int else kind(v)}
+                           for v in values.split(",")]
+        except ValueError:
+            raise SystemExit(f"tune.py: error: --grid {spec!r}: values must be "
+                             f"{kind.__name__}s") from None
+    return out
+
+
 def budget(method: str, trials: int, per_dim: int | None) -> int:
     """Trials for ``method``: ``1 + per_dim * D`` (``D`` = its searched parameters) when
     ``per_dim`` is given, else ``trials``."""
@@ -92,19 +133,24 @@ def budget(method: str, trials: int, per_dim: int | None) -> int:
 
 
 def _one(stream: str, method: str, trial: int, params: dict[str, Any], seed: int,
-         extra: list[str], data_root: str | None) -> dict[str, Any]:
+         extra: list[str], data_root: str | None, model: str = "mlp") -> dict[str, Any]:
     import torch  # lazy: --help answers without importing torch
 
     torch.set_num_threads(1)
     from clbench import resolve_config, run  # lazy: --help answers without importing torch
 
     sets = [f"{method}.{k}={v}" for k, v in params.items()]
-    cfg = resolve_config(stream, method, "mlp", seed, ["validation=0.2", "mono.when=off",
+    cfg = resolve_config(stream, method, model, seed, ["validation=0.2", "mono.when=off",
                                                        *extra, *sets], data_root)
     t0 = time.time()
     r = run(cfg)
     acc = r.metric("final_accuracy") if r.status == "ok" else float("nan")
-    return {"stream": stream, "method": method, "trial": trial, "seed": seed, "params": params,
+    extra_metrics = {}
+    if r.status == "ok" and "general_ppl_ratio" in r.metrics:
+        extra_metrics["val_general_ppl_ratio"] = r.metric("general_ppl_ratio")
+        extra_metrics["val_accuracy_matrix"] = r.accuracy_matrix
+    return {"stream": stream, "model": model, "method": method, "trial": trial, "seed": seed,
+            "params": params, "validation": cfg.train["validation"], **extra_metrics,
             "resolved": cfg.strategy_params[method], "status": r.status, "error": r.error,
             "val_final_accuracy": acc,
             "val_forgetting_max": r.metric("forgetting_max") if r.status == "ok" else None,
@@ -120,8 +166,10 @@ def search(a: argparse.Namespace) -> None:
             if line.strip():
                 d = json.loads(line)
                 done.add((d["stream"], d["method"], d["trial"], d["seed"]))
+    grid = parse_grid(a.grid)
     jobs = [(a.stream, m, i, p, a.seed) for m in a.methods.split(",")
-            for i, p in enumerate(draw(m, budget(m, a.trials, a.per_dim), a.seed))
+            for i, p in enumerate([{}, *grid[m]] if m in grid
+                                  else draw(m, budget(m, a.trials, a.per_dim), a.seed))
             if (a.stream, m, i, a.seed) not in done]
     # trial-major order: stopped at any point, every method has had the same budget (within 1)
     jobs.sort(key=lambda j: j[2])
@@ -129,7 +177,7 @@ def search(a: argparse.Namespace) -> None:
     # a fresh process per trial: a perm-fmnist trial holds several GB, and a long-lived worker
     # keeps what the allocator does not give back (two such workers were OOM-killed)
     with ProcessPoolExecutor(a.workers, max_tasks_per_child=1) as pool, out.open("a") as f:
-        futs = [pool.submit(_one, *j, a.set, a.data_root) for j in jobs]
+        futs = [pool.submit(_one, *j, a.set, a.data_root, a.model) for j in jobs]
         for k, fut in enumerate(as_completed(futs), 1):
             d = fut.result()
             f.write(json.dumps(d) + "\n")
@@ -162,18 +210,38 @@ def report(files: list[str], out_md: str | None) -> str:
                          + f" | {(len(rs) - 1) / dims:.1f} + default"
                          + f" | {d_acc} | {b_acc} | {setting} |")
     methods = sorted({r["method"] for r in rows})
+    # files written before the fraction was recorded used the search's default, 0.2
+    fracs = sorted({float(r.get("validation", 0.2)) for r in rows})
+    share = " / ".join(f"{100 * f:g}%" for f in fracs)
+    trials = ["", "## Every trial", "",
+              "| stream | model | method | trial | setting | val acc % | val forgetting (max) % | "
+              "val general ppl ratio | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["stream"], r["method"], r["trial"])):
+        setting = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in r["resolved"].items() if k in SPACES.get(r["method"], {}))
+        ok = r["status"] == "ok"
+        ppl = r.get("val_general_ppl_ratio")
+        trials.append(
+            f"| {r['stream']} | {r.get('model', 'mlp')} | {r['method']} | {r['trial']}"
+            + (" (default)" if r["trial"] == 0 else "") + f" | {setting or '-'} | "
+            + (f"{100 * r['val_final_accuracy']:.2f}" if ok else "failed") + " | "
+            + (f"{100 * r['val_forgetting_max']:.2f}" if ok and r.get("val_forgetting_max")
+               is not None else "-") + " | "
+            + (f"{ppl:.3f}" if ppl is not None else "-") + " | "
+            + (f"{r['seconds']:g}" if r.get("seconds") is not None else "-") + " |")
     head = ["# Hyperparameter search on validation splits", "",
             f"Made by `python ci/tune.py --report {' '.join(files)}"
             + (f" --out-md {out_md}`" if out_md else "`") + " from the trials in those files "
             "(one JSON line per trial: its settings, validation accuracy and time). Trial 0 is "
             "the registered default, the others seeded random draws; trials per searched "
-            "parameter are in the table. Validation accuracy = final average accuracy on a seeded 20% of "
+            "parameter are in the table. Validation accuracy = final average accuracy on a seeded "
+            f"{share} of "
             "each experience's training rows, held out of training; the test set is not read.", "",
             "Search spaces:", ""]
     for m in methods:
         head.append(f"- `{m}`: " + "; ".join(f"`{k}` {v}" for k, v in SPACES.get(m, {}).items()))
     head.append("")
-    text = "\n".join(head + lines) + "\n"
+    text = "\n".join(head + lines + trials) + "\n"
     if out_md:
         from clbench.atomic import write_text_atomic  # lazy: --help answers without importing torch
         write_text_atomic(out_md, text)
@@ -189,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead of --trials: 1 + N x (searched parameters) trials per method")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--model", default="mlp", help="model of every trial (default mlp)")
+    ap.add_argument("--grid", action="append", default=[],
+                    help="method.param=v1,v2,...: these values instead of random draws")
     ap.add_argument("--set", action="append", default=[], help="extra override for every trial")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default="tuning.jsonl")
