@@ -23,8 +23,11 @@ setting per method and stream.
 each trial is expensive (a ``text-v1`` trial takes 15-30 minutes on this machine)::
 
     python ci/tune.py --stream text-v1 --model smollm2-135m --methods ewc --workers 1 \\
-        --grid ewc.ewc_lambda=1e3,1e4,1e5,1e6 --set validation=0.25 \\
+        --grid ewc.ewc_lambda=1e4,1e5,1e3,1e6 --set validation=0.25 --set ewc.ewc_lambda=100 \\
         --out leaderboard/tuning/text-v1.jsonl
+
+(the committed file's trial 0 is lambda 100, the registered default when it was made: the
+``--set`` pins it; in the other trials the grid's value replaces it)
 
 Where the run reports ``general_ppl_ratio`` (the text stream), the trial records it and the
 validation accuracy matrix too.
@@ -132,6 +135,13 @@ def budget(method: str, trials: int, per_dim: int | None) -> int:
     return trials if per_dim is None else 1 + per_dim * len(SPACES[method])
 
 
+def trial_overrides(method: str, params: dict[str, Any], extra: list[str]) -> list[str]:
+    """A trial's overrides, later ones winning: the search's validation split, then ``--set``,
+    then the trial's own values (so ``--set`` may pin trial 0 without touching the others)."""
+    return ["validation=0.2", "mono.when=off", *extra,
+            *(f"{method}.{k}={v}" for k, v in params.items())]
+
+
 def _one(stream: str, method: str, trial: int, params: dict[str, Any], seed: int,
          extra: list[str], data_root: str | None, model: str = "mlp") -> dict[str, Any]:
     import torch  # lazy: --help answers without importing torch
@@ -139,9 +149,8 @@ def _one(stream: str, method: str, trial: int, params: dict[str, Any], seed: int
     torch.set_num_threads(1)
     from clbench import resolve_config, run  # lazy: --help answers without importing torch
 
-    sets = [f"{method}.{k}={v}" for k, v in params.items()]
-    cfg = resolve_config(stream, method, model, seed, ["validation=0.2", "mono.when=off",
-                                                       *extra, *sets], data_root)
+    cfg = resolve_config(stream, method, model, seed, trial_overrides(method, params, extra),
+                         data_root)
     t0 = time.time()
     r = run(cfg)
     acc = r.metric("final_accuracy") if r.status == "ok" else float("nan")

@@ -103,9 +103,11 @@ def cumulative(p: dict[str, Any], ctx: BuildContext) -> Any:
 
 
 # MNIST-family values of ewc and lwf: the best of a 5-trial seeded search on perm-fmnist's
-# validation split, the budget sae-reg had (ci/tune.py; leaderboard/tuning.md)
+# validation split, the budget sae-reg had (ci/tune.py; leaderboard/tuning.md). Text family:
+# the best of lambda 1e2..1e6 on text-v1's validation split (leaderboard/tuning-lm.md)
 @register_strategy("ewc", defaults={"ewc_lambda": 100.0},
-                   family_defaults={"mnist": {"ewc_lambda": 145.0}},
+                   family_defaults={"mnist": {"ewc_lambda": 145.0},
+                                    "text": {"ewc_lambda": 100000.0}},
                    description="Elastic Weight Consolidation, one Fisher per experience "
                                "(Kirkpatrick et al. 2017)")
 def ewc(p: dict[str, Any], ctx: BuildContext) -> EWCPlugin:

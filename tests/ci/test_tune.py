@@ -100,3 +100,16 @@ def test_a_bad_grid_is_one_clear_error(spec: str, problem: str) -> None:
 def test_two_grids_for_one_method_are_refused() -> None:
     with pytest.raises(SystemExit, match="one grid parameter per method"):
         tune.parse_grid(["ewc-online.ewc_lambda=1", "ewc-online.decay_factor=0.9"])
+
+
+def test_set_pins_the_default_trial_and_the_grid_wins_in_the_others() -> None:
+    """The README's text-v1 command: --set ewc.ewc_lambda=100 fixes trial 0, the grid the rest."""
+    from clbench import resolve_config
+
+    extra = ["validation=0.25", "ewc.ewc_lambda=100"]
+    lams = [resolve_config("text-v1", "ewc", "smollm2-135m", 0,
+                           tune.trial_overrides("ewc", p, extra)).strategy_params["ewc"]["ewc_lambda"]
+            for p in [{}, {"ewc_lambda": 1e4}]]
+    assert lams == [100.0, 1e4]
+    cfg = resolve_config("text-v1", "ewc", "smollm2-135m", 0, tune.trial_overrides("ewc", {}, extra))
+    assert cfg.train["validation"] == 0.25

@@ -115,6 +115,16 @@ def test_family_defaults_differ() -> None:
     assert resolve_config("split-fmnist", "ewc", "mlp", 0, ["epochs=4"]).train["epochs"] == 4
 
 
+def test_the_text_family_has_its_own_ewc_strength() -> None:
+    """EWC's lambda on the LM is the text family's validation choice (leaderboard/tuning-lm.md),
+    not the image networks' hand-set 100, at which its penalty does not act on the LM."""
+    spec = STRATEGIES.get("ewc").obj
+    cfg = resolve_config("text-v1", "ewc", "smollm2-135m")
+    assert cfg.family == "text"
+    assert cfg.strategy_params["ewc"]["ewc_lambda"] == spec.params_for("text")["ewc_lambda"] == 1e5
+    assert spec.params_for("text")["ewc_lambda"] != spec.defaults["ewc_lambda"]
+
+
 @pytest.mark.parametrize("stream", STREAMS.names())
 def test_every_stream_resolves_with_its_family(stream: str) -> None:
     model = STREAMS.get(stream).meta["model"]   # mlp; smollm2-135m for a text stream
