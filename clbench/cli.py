@@ -256,15 +256,18 @@ def cmd_check(a: argparse.Namespace) -> int:
     return 1 if failing(rows) else 0
 
 
+def _set_threads(n: int) -> None:
+    """torch's intra-op thread count for this process; a count below 1 is a usage error."""
+    if n < 1:
+        raise ClbenchError(f"--threads {n}: must be at least 1")
+    import torch  # lazy: see the module docstring
+    torch.set_num_threads(n)
+
+
 def cmd_submit(a: argparse.Namespace) -> int:
-    # lazy: see the module docstring
-    import torch
+    from clbench.board.submit import submit  # lazy: see the module docstring
 
-    from clbench.board.submit import submit
-
-    if a.threads < 1:
-        raise ClbenchError(f"--threads {a.threads}: must be at least 1")
-    torch.set_num_threads(a.threads)
+    _set_threads(a.threads)
     s = submit(a.file, a.suite, a.results, a.from_dir, a.data_root, a.out_dir,
                show_progress=not a.quiet, threads=a.threads)
     print(f"accepted {s.strategy!r}: {len(s.results)} results added to {a.results} "
@@ -402,10 +405,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     metric(a.metric)  # a typo fails now, not after the sweep
     log = log_spec(a.log) if a.log is not None else None   # a missing package fails now too
     if a.threads is not None:
-        if a.threads < 1:
-            raise ClbenchError(f"--threads {a.threads}: must be at least 1")
-        import torch
-        torch.set_num_threads(a.threads)
+        _set_threads(a.threads)
     cells, overrides = _grid(a)
     if a.dry_run:  # every cell resolved (so a typo fails here too), nothing run or written
         planned = plan(cells, overrides, a.results, a.data_root, a.task_incremental)
@@ -435,10 +435,7 @@ def cmd_analyze(a: argparse.Namespace) -> int:
     from clbench.analyze import AnalyzeSettings, CrosscoderSettings, analyze
     from clbench.analyze.report import flags_text
 
-    if a.threads < 1:
-        raise ClbenchError(f"--threads {a.threads}: must be at least 1")
-    import torch
-    torch.set_num_threads(a.threads)
+    _set_threads(a.threads)
     settings = AnalyzeSettings(
         layers=_csv(a.layers) if a.layers else None, probe_size=a.probe_size, top=a.top,
         device=a.device, crosscoder=CrosscoderSettings(expansion=a.expansion, k=a.k,
