@@ -160,6 +160,32 @@ experience's data at its end (TopK by default; ``sae=relu_l1`` optional; :func:`
 loaded from ``sae_path`` (a file written by ``SAEBase.save``, or a SAELens folder of a
 "standard" or "topk" SAE, :mod:`clbench.sae.saelens`); it is frozen from then on.
 
+**Token layers** (``pool="codes"``, the text family's default). A language model's hooked block
+writes ``h_t [d]`` at every token ``t``, and a pretrained SAE is fitted on token activations
+(:mod:`clbench.sae.lm_fit`), not on their mean. Each real token is encoded and the codes are
+pooled as the model pools the layer (the mean over real tokens, prompt and answer):
+
+    f_i(x; theta) = mean_t ReLU(pre_i(h_t(x; theta)))
+    g_ni = sum_t 1[z_nti != 0] <W_dec[i], dl_n/dh_nt>
+
+``g_ni`` is the derivative of ``l_n`` with respect to one shift ``b_ni`` of latent ``i``'s
+pre-activation applied at every token of sequence ``n`` where ``i`` is in the sparse code (the
+SAE spliced in per token, as above), so the Fisher ``mean_n g_ni^2`` is that sequence-level
+variable's, and ``fired_ni`` is "``i`` fires at some token". The ablate guide removes each
+token's own masked codes. ``pool="inputs"`` (elsewhere) encodes the pooled activation once per
+sample, as before. The importance pass then runs 16 rows at a time (its ``[B, T, m]`` codes:
+16 x 128 x 4608 floats, 38 MB, for SmolLM2 at expansion 8).
+
+**The pretrained SAE** (``sae_path="pretrained"``, the text family's default): the SAE of
+``clbench sae fit`` for this model and layer (:func:`clbench.sae.lm_fit.pretrained_sae`: a TopK
+SAE of ``expansion x d`` latents and ``k``, ``sae_steps`` steps, on every token of
+``corpus_passages`` KJV passages and ``corpus_glosses`` WordNet glosses in no task), fitted before
+the first experience on the pretrained weights, or reused by its fingerprint (model weights,
+layer, corpus, settings) from ``$CLBENCH_CACHE/sae/``. Every experience's record names it
+(``sae_reg_sae_fingerprint``, ``sae_reg_sae_reused``, ``sae_reg_sae_heldout_fvu``). The
+dictionary controls keep ``expansion`` and ``k`` and ignore it. The hooked layer must be in the
+trained part of the model: a block of the frozen prefix cannot move, so it is refused.
+
 **In any Avalanche script**: ``Naive(model, opt, criterion, plugins=[SAERegPlugin("fc2",
 SAERegConfig(lam=1.0), seed=0)])``. "Current data" is ``strategy.experience.dataset`` (at most
 ``max_samples`` seeded rows, :func:`clbench.run.fastdata.experience_rows`); ``l_n`` and the ``ablate``
@@ -184,7 +210,8 @@ from torch import Tensor, nn
 from clbench.errors import ClbenchError
 from clbench.models import default_layer
 from clbench.run.fastdata import experience_rows, sample_rows
-from clbench.sae.capture import LayerTap, capture, hook_module, layer_pool
+from clbench.sae.capture import (LayerTap, capture, capture_tokens, hook_module, layer_pool,
+                                 raw_output, real_tokens)
 from clbench.sae.fit import fit_layer_sae
 from clbench.sae.quality import sae_quality
 from clbench.sae.relu_l1 import ReLUL1SAE
@@ -198,8 +225,13 @@ Importance = Literal["fisher", "attribution"]
 Guide = Literal["ablate", "recruit"]
 Gate = Literal["fired", "all"]
 Dictionary = Literal["sae", "random", "neurons"]
+PoolMode = Literal["inputs", "codes"]
+#: ``sae_path`` naming the model's pretrained SAE (:func:`clbench.sae.lm_fit.pretrained_sae`)
+PRETRAINED = "pretrained"
+#: rows per batch of the importance pass (token layers: ``[B, T, m]`` codes per batch)
+IMPORTANCE_BATCH, IMPORTANCE_BATCH_TOKENS = 256, 16
 RHOS, IMPORTANCES, GUIDES = get_args(Rho), get_args(Importance), get_args(Guide)
-GATES, DICTIONARIES = get_args(Gate), get_args(Dictionary)
+GATES, DICTIONARIES, POOLS = get_args(Gate), get_args(Dictionary), get_args(PoolMode)
 #: ``criterion(logits [B, C], y [B]) -> mean loss``
 Criterion = Callable[[Tensor, Tensor], Tensor]
 
@@ -216,7 +248,10 @@ class SAERegConfig:
     fired codes (``"fired"``) or on every sample (``"all"``, the rule before it); ``q`` /
     ``top_m``: the mask rule; ``normalize``: weights sum to 1 per experience; ``dictionary``:
     the trained SAE, or the controls ``random`` / ``neurons``; ``sae``, ``expansion``, ``k``,
-    ``sae_steps``: the SAE trained after experience 1 (unless ``sae_path`` names a saved one);
+    ``sae_steps``: the SAE trained after experience 1 (unless ``sae_path`` names a saved one,
+    or is ``"pretrained"``: the language model's SAE fitted with ``expansion``, ``k``,
+    ``sae_steps`` on ``corpus_passages`` + ``corpus_glosses`` texts in no task); ``pool``:
+    ``"codes"`` encodes every token and pools the codes, ``"inputs"`` encodes the pooled output;
     ``max_samples``: rows read per experience; ``fvu_warn``: warn when the dictionary's FVU on an
     experience's activations exceeds it; ``criterion``: the per-batch loss ``l`` of the
     importance and of the ablate guide.
@@ -238,13 +273,16 @@ class SAERegConfig:
     k: int = 16
     sae_steps: int = 200
     sae_path: str = ""
+    corpus_passages: int = 2000
+    corpus_glosses: int = 2000
+    pool: PoolMode = "inputs"
     max_samples: int = 2000
     fvu_warn: float = 0.5
     criterion: Criterion = field(default=F.cross_entropy, metadata={"cli": False})
 
     def __post_init__(self) -> None:
         choices = {"rho": RHOS, "importance": IMPORTANCES, "guide": GUIDES, "gate": GATES,
-                   "dictionary": DICTIONARIES, "sae": SAE_KINDS}
+                   "dictionary": DICTIONARIES, "sae": SAE_KINDS, "pool": POOLS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ClbenchError(f"sae-reg.{key}={getattr(self, key)}: choose one of "
@@ -256,10 +294,10 @@ class SAERegConfig:
                 raise ClbenchError(f"sae-reg.{key}={getattr(self, key)}: must be at least 1")
         if self.top_m < 0:
             raise ClbenchError(f"sae-reg.top_m={self.top_m}: must be >= 0 (0: use q)")
-        for key in ("lam", "guide_lam", "tol", "fvu_warn"):
+        for key in ("lam", "guide_lam", "tol", "fvu_warn", "corpus_passages", "corpus_glosses"):
             if not getattr(self, key) >= 0:
                 raise ClbenchError(f"sae-reg.{key}={getattr(self, key)}: must be >= 0")
-        if self.sae_path and self.dictionary != "sae":
+        if self.sae_path not in ("", PRETRAINED) and self.dictionary != "sae":
             raise ClbenchError(f"sae-reg.sae_path is set but sae-reg.dictionary={self.dictionary}"
                                f": a saved SAE is used only with dictionary=sae")
         if not callable(self.criterion):
@@ -402,14 +440,32 @@ def random_dictionary(acts: Tensor, n_latents: int, k: int, seed: int) -> TopKSA
     return sae.to(acts.device).eval().requires_grad_(False)
 
 
+def _per_token(fn: Callable[[Tensor], Tensor], h: Tensor) -> Tensor:
+    """``fn`` (a map of ``[N, d]`` rows) applied to every row of ``h [..., d]``."""
+    return fn(h.reshape(-1, h.shape[-1])).reshape(*h.shape[:-1], -1)
+
+
+def _with_output(out: Any, new: Tensor) -> Any:
+    """``out`` with its tensor (a tuple's first element) replaced by ``new``."""
+    return (new, *out[1:]) if isinstance(out, tuple) else new
+
+
 class SAEFeatures:
     """``f(x; theta) = ReLU(pre(h_L(x; theta)))`` for a frozen SAE at layer ``layer``
-    (``f = h`` for the :class:`NeuronBasis`)."""
+    (``f = h`` for the :class:`NeuronBasis`).
 
-    def __init__(self, layer: str, sae: SAEBase) -> None:
+    ``pool="inputs"``: ``h_L`` is the layer's pooled output (the model's ``pools``), encoded
+    once per sample. ``pool="codes"`` (a token layer ``[B, T, d]``, an SAE fitted on token
+    activations): every real token ``t`` is encoded and the codes are pooled the way the model
+    pools that layer (for a language model, the mean over real tokens):
+    ``f(x) = pool_t ReLU(pre(h_t))`` (module docstring, "Token layers")."""
+
+    def __init__(self, layer: str, sae: SAEBase, *, pool: PoolMode = "inputs") -> None:
         self.layer, self.sae = layer, sae.eval().requires_grad_(False)
+        self.pool_codes = pool == "codes"
         self.tap: LayerTap | None = None
         self.frozen: nn.Module | None = None
+        self._pool: Callable[[Tensor], Tensor] | None = None
 
     def codes(self, h: Tensor) -> Tensor:
         if isinstance(self.sae, NeuronBasis):
@@ -420,27 +476,39 @@ class SAEFeatures:
         """bool ``[N, m]``: latent i is in sample n's sparse code, ``z_ni != 0``."""
         return self.sae.encode(h) != 0
 
+    def _token_codes(self, raw: Tensor) -> Tensor:
+        if raw.dim() != 3:
+            raise ClbenchError(f"sae-reg.pool=codes needs a token layer [B, T, d]; layer "
+                               f"{self.layer!r} gives {tuple(raw.shape)}: use sae-reg.pool=inputs")
+        return _per_token(self.codes, raw)
+
     def attach(self, model: nn.Module) -> None:
         """Freeze ``theta*`` (a copy of ``model``) and tap ``model``'s layer for live features."""
         self.detach()
         self.frozen = copy.deepcopy(model).eval().requires_grad_(False)
-        self.tap = LayerTap(model, self.layer)
+        self.tap = LayerTap(model, self.layer, raw=self.pool_codes)
+        self._pool = layer_pool(model, self.layer)
 
     def detach(self) -> None:
         if self.tap is not None:
             self.tap.remove()
-        self.tap = self.frozen = None
+        self.tap = self.frozen = self._pool = None
 
     def live(self, model: nn.Module) -> Tensor:
         """Features of the latest forward pass of ``model``, with its graph: ``[B, m]``."""
         if self.tap is None or self.tap.out is None:
             raise RuntimeError("sae-reg: no tapped activation; attach() before the forward pass")
+        if self.pool_codes:
+            assert self._pool is not None
+            return self._pool(self._token_codes(self.tap.out))
         return self.codes(self.tap.out)
 
     @torch.no_grad()
     def reference(self, x: Tensor) -> Tensor:
         if self.frozen is None:
             raise RuntimeError("sae-reg: no frozen reference model; attach() first")
+        if self.pool_codes:
+            return capture(self.frozen, self.layer, x, transform=self._token_codes)
         return self.codes(capture(self.frozen, self.layer, x))
 
     def values_and_grads(self, model: nn.Module, criterion: Any, x: Tensor, y: Tensor,
@@ -450,11 +518,18 @@ class SAEFeatures:
 
         ``dl_n/dh_n`` is the gradient with respect to a shift ``delta_n`` added to the layer's
         raw output so that its pooled value moves by ``delta_n`` (every token or position moves,
-        as in :func:`_shift`): for an unpooled layer, exactly the gradient at ``h``."""
+        as in :func:`_shift`): for an unpooled layer, exactly the gradient at ``h``. With
+        ``pool="codes"``, the shift is per token and ``g_ni = sum_t 1[z_nti != 0] <W_dec[i],
+        dl_n/dh_nt>`` (module docstring, "Token layers")."""
         module, pool = hook_module(model, self.layer), layer_pool(model, self.layer)
         seen: dict[str, Tensor] = {}
 
         def splice(_m: nn.Module, _inp: Any, out: Tensor) -> Tensor:
+            if self.pool_codes:
+                raw = raw_output(out)
+                delta = torch.zeros_like(raw, requires_grad=True)
+                seen["h"], seen["delta"] = raw.detach(), delta
+                return _with_output(out, raw + delta)
             h = pool(out).detach()
             delta = torch.zeros_like(h, requires_grad=True)
             seen["h"], seen["delta"] = h, delta
@@ -471,15 +546,25 @@ class SAEFeatures:
         gh, = torch.autograd.grad(criterion(out, y) * len(y), seen["delta"])
         with torch.no_grad():
             h = seen["h"]
-            return FeatureGrads(self.codes(h), gh @ self.sae.W_dec.t(), self.fired(h))
+            if not self.pool_codes:
+                return FeatureGrads(self.codes(h), gh @ self.sae.W_dec.t(), self.fired(h))
+            real = real_tokens(model, h).unsqueeze(-1)                     # [B, T, 1]
+            fired = (_per_token(self.sae.encode, h) != 0) & real           # [B, T, m]
+            g = ((gh @ self.sae.W_dec.t()) * fired).sum(dim=1)
+            return FeatureGrads(pool(self._token_codes(h)), g, fired.any(dim=1))
 
     def ablation_hook(self, model: nn.Module, idx: Tensor) -> Any:
-        """A forward hook at ``L`` removing the masked latents' SAE contributions from ``h``."""
+        """A forward hook at ``L`` removing the masked latents' SAE contributions from ``h``
+        (from every token's own code with ``pool="codes"``)."""
         pool = layer_pool(model, self.layer)
         keep = torch.zeros(self.sae.n_latents, dtype=torch.bool, device=idx.device)
         keep[idx] = True
 
         def hook(_m: nn.Module, _inp: Any, out: Tensor) -> Tensor:
+            if self.pool_codes:
+                raw = raw_output(out)
+                z = _per_token(self.sae.encode, raw) * keep.to(raw.dtype)
+                return _with_output(out, raw - z @ self.sae.W_dec)
             z = self.sae.encode(pool(out)) * keep.to(out.dtype)
             return _shift(out, z @ self.sae.W_dec)
 
@@ -535,7 +620,8 @@ def _experience_data(strategy: Any, max_samples: int, seed: int) -> tuple[Tensor
 
 
 def _experience_batches(strategy: Any, max_samples: int, seed: int,
-                        batch_size: int = 256) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+                        batch_size: int = IMPORTANCE_BATCH
+                        ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """:func:`_experience_data` in batches, x and y on the strategy's device."""
     x, y, t = _experience_data(strategy, max_samples, seed)
     for s in range(0, len(y), batch_size):
@@ -560,11 +646,18 @@ class SAERegPlugin(SupervisedPlugin):
         super().__init__()
         self.layer, self.seed = layer, seed
         self.config = replace(config or SAERegConfig(), **overrides)
-        if features is None and sae_model is None and self.config.sae_path:
-            sae_model = load_sae(self.config.sae_path)
+        path = self.config.sae_path
+        if features is None and sae_model is None and path == PRETRAINED \
+                and self.config.dictionary == "sae":
+            raise ClbenchError("sae-reg.sae_path=pretrained: pass the fitted SAE as sae_model "
+                               "(clbench.sae.lm_fit.pretrained_sae), or give a file's path")
+        if features is None and sae_model is None and path not in ("", PRETRAINED):
+            sae_model = load_sae(path)
         self.features: FeatureMap | None = features
         if features is None and sae_model is not None:
-            self.features = SAEFeatures(layer, sae_model)
+            self.features = SAEFeatures(layer, sae_model, pool=self.config.pool)
+        #: where the SAE came from (the pretrained SAE's fingerprint), for every record
+        self.sae_provenance: dict[str, Any] = {}
         # persisted between experiences: the mask and its weights (plus the SAE in features)
         self.mask_idx: Tensor = torch.zeros(0, dtype=torch.long)
         self.mask_w: Tensor = torch.zeros(0)
@@ -586,14 +679,16 @@ class SAERegPlugin(SupervisedPlugin):
         or the :class:`NeuronBasis`."""
         c, e = self.config, strategy.experience.current_experience
         x = _experience_data(strategy, c.max_samples, self.seed * 1000 + e)[0].to(strategy.device)
+        tokens = c.pool == "codes"
         if c.dictionary == "sae":
             sae = fit_layer_sae(strategy.model, self.layer, x, kind=c.sae, expansion=c.expansion,
-                                k=c.k, steps=c.sae_steps, seed=self.seed).sae
+                                k=c.k, steps=c.sae_steps, seed=self.seed, tokens=tokens).sae
         else:
-            acts = capture(strategy.model, self.layer, x)
+            acts = (capture_tokens(strategy.model, self.layer, x) if tokens
+                    else capture(strategy.model, self.layer, x))
             sae = (NeuronBasis(acts.shape[1]).to(acts.device) if c.dictionary == "neurons" else
                    random_dictionary(acts, c.expansion * acts.shape[1], c.k, self.seed))
-        self.features = SAEFeatures(self.layer, sae)
+        self.features = SAEFeatures(self.layer, sae, pool=c.pool)
 
     def build_mask(self, strategy: Any) -> tuple[Tensor, Tensor]:
         """``(M_t, w_t)`` from the current experience's data (eval mode, model unchanged)."""
@@ -604,7 +699,9 @@ class SAERegPlugin(SupervisedPlugin):
         c, e = self.config, strategy.experience.current_experience
         parts: list[FeatureGrads] = []
         try:
-            for x, y, t in _experience_batches(strategy, c.max_samples, self.seed * 1000 + e):
+            size = IMPORTANCE_BATCH_TOKENS if c.pool == "codes" else IMPORTANCE_BATCH
+            for x, y, t in _experience_batches(strategy, c.max_samples, self.seed * 1000 + e,
+                                               size):
                 parts.append(self.features.values_and_grads(model, c.criterion, x, y, t))
         finally:
             model.train(was_training)
@@ -687,6 +784,9 @@ class SAERegPlugin(SupervisedPlugin):
         x = _experience_data(strategy, c.max_samples, self.seed * 1000 + e)[0].to(strategy.device)
         acts = capture(strategy.model, self.layer, x)   # eval mode, no graph
         out["sae_reg_mean_activation"] = float(acts.mean())
+        if c.pool == "codes":   # the SAE reads tokens: its FVU on every real token
+            acts = capture_tokens(strategy.model, self.layer, x)
+        out.update(self.sae_provenance)
         if self.sae is not None and len(acts) > 1:
             fvu = sae_quality(self.sae, acts.to(self.sae.W_dec.device))["fvu"]
             out["sae_reg_fvu"] = fvu
@@ -725,20 +825,66 @@ def _check(p: dict[str, Any]) -> None:
     from_params(SAERegConfig, p)
 
 
+def _lm_sae_settings() -> dict[str, Any]:
+    """The text family's SAE: the pretrained one of ``clbench sae fit``'s default settings."""
+    from clbench.sae.lm_fit import LMSAESettings
+
+    s = LMSAESettings(layer="")
+    return {"sae_path": PRETRAINED, "pool": "codes", "expansion": s.expansion, "k": s.k,
+            "sae_steps": s.steps}
+
+
+def _pretrained(model: nn.Module, layer: str, c: SAERegConfig,
+                extras: dict[str, Any]) -> tuple[SAEBase, dict[str, Any]]:
+    """The model's pretrained SAE at ``layer`` (fitted once, then reused by fingerprint; a new
+    fit's quality is scored on at most 200 training rows per task, the run's own count)."""
+    from clbench.models.lm import CausalLMModel
+    from clbench.sae.lm_fit import LMSAESettings, pretrained_sae
+
+    if not isinstance(model, CausalLMModel):
+        raise ClbenchError("sae-reg.sae_path=pretrained needs a language model (the SAE of "
+                           "`clbench sae fit`); give an SAE file's path, or leave it empty")
+    fitted = pretrained_sae(model, LMSAESettings(layer=layer, expansion=c.expansion, k=c.k,
+                                                 steps=c.sae_steps),
+                            n_passages=c.corpus_passages, n_glosses=c.corpus_glosses,
+                            task_examples=min(200, int(extras.get("train", {}).get(
+                                "stream.n_train", 200))),
+                            data_root=extras.get("data_root"))
+    q = fitted.meta["quality"]["corpus_heldout"]
+    return fitted.sae, {"sae_reg_sae_fingerprint": fitted.meta["fingerprint"],
+                        "sae_reg_sae_reused": fitted.reused,
+                        "sae_reg_sae_heldout_fvu": q["fvu"]}
+
+
 # mnist family: the best of 7 trials (2 per searched parameter: lam, guide_lam, q) on
-# perm-fmnist's validation split with the two-sided, fired-gated defaults (leaderboard/tuning.md)
+# perm-fmnist's validation split with the two-sided, fired-gated defaults (leaderboard/tuning.md).
+# text family: the method's regime, a pretrained SAE on every token (lam etc. not yet tuned)
 @register_strategy(
     "sae-reg", check=_check, defaults={"layer": "", **cli_defaults(SAERegConfig)},
-    family_defaults={"mnist": {"lam": 2.845, "guide_lam": 0.05442, "q": 0.438}},
+    family_defaults={"mnist": {"lam": 2.845, "guide_lam": 0.05442, "q": 0.438},
+                     "text": _lm_sae_settings()},
     description="SAE-guided activation regularization: protects important SAE features of "
                 "old tasks, keeps only a feature mask (arXiv 2606.26629)")
 def sae_reg(p: dict[str, Any], ctx: BuildContext) -> SAERegPlugin:
     config = from_params(SAERegConfig, p)
     layer = p["layer"] or default_layer(ctx.model)
     hook_module(ctx.model, layer)  # an unknown layer fails here, with the known names
-    plugin = SAERegPlugin(layer, config, seed=ctx.seed)   # loads config.sae_path, if set
+    sae_model, provenance = None, {}
+    if config.sae_path == PRETRAINED and config.dictionary == "sae":
+        sae_model, provenance = _pretrained(ctx.model, layer, config, ctx.extras)
+    # loads config.sae_path, if it is a file
+    plugin = SAERegPlugin(layer, config, seed=ctx.seed, sae_model=sae_model)
+    plugin.sae_provenance = provenance
+    train_start = getattr(ctx.model, "train_start", None)
+    if getattr(ctx.model, "prefix_frozen", False) and int(layer.removeprefix("block") or -1
+                                                          if layer.startswith("block") else -1) \
+            < (train_start or 0):
+        raise ClbenchError(f"sae-reg.layer={layer}: that block is in the frozen prefix (blocks "
+                           f"below block{train_start} do not train), so its features cannot "
+                           f"move; choose block{train_start} or above")
     if plugin.sae is not None:
-        width = capture(ctx.model, layer, ctx.stream.x_train[:2]).shape[1]
+        grab = capture_tokens if config.pool == "codes" else capture
+        width = grab(ctx.model, layer, ctx.stream.x_train[:2]).shape[1]
         if plugin.sae.d_in != width:
             raise ClbenchError(f"sae-reg.sae_path={config.sae_path}: the SAE reads "
                                f"{plugin.sae.d_in}-d inputs but layer {layer!r} is {width}-d")

@@ -336,6 +336,10 @@ class CausalLMModel(CLModel):
                 "n_trainable": sum(params[n].numel() for n in names),
                 "n_parameters": sum(p.numel() for p in params.values())}
 
+    def token_mask(self) -> Tensor | None:
+        """``[B, T]`` real-token mask of the latest forward (None before any)."""
+        return self._mask
+
     def _pool_real_tokens(self, t: Tensor) -> Tensor:
         """``[B, T, d]`` -> ``[B, d]``: mean over the latest forward's real tokens."""
         mask = self._mask

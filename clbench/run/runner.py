@@ -78,7 +78,8 @@ def make_strategy(cfg: RunConfig, model: nn.Module, stream: Stream,
     method specs, the method's own plugins and the :class:`Bridge` of ``stream``."""
     train = cfg.train
     ctx = BuildContext(stream=stream, model=model, batch_size=train["batch_size"],
-                       epochs=train["epochs"], seed=cfg.seed)
+                       epochs=train["epochs"], seed=cfg.seed,
+                       extras={"data_root": cfg.data_root, "train": dict(train)})
     specs = parse_combo(cfg.strategy)
     template, method_plugins = build_components(specs, cfg.strategy_params, ctx)
     bridge = Bridge(stream)

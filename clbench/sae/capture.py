@@ -58,19 +58,37 @@ class _Captured(Exception):
     """Raised by the capture hook once it has the layer's output: the rest is not needed."""
 
 
+def raw_output(out: Any) -> Tensor:
+    """A module's output tensor (the first element of a tuple, as some decoder blocks return)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+def real_tokens(model: nn.Module, out: Tensor) -> Tensor:
+    """bool ``[B, T]``: the real (not padding) positions of a token layer's output ``[B, T, D]``
+    from the model's latest forward (``model.token_mask()``; every position when it has none)."""
+    mask = getattr(model, "token_mask", lambda: None)()
+    if mask is None or tuple(mask.shape) != tuple(out.shape[:2]):
+        return torch.ones(out.shape[:2], dtype=torch.bool, device=out.device)
+    return mask.to(out.device).bool()
+
+
 @torch.no_grad()
-def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512) -> Tensor:
+def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512, *,
+            transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Pooled activations ``[N, D]`` of ``layer`` for inputs ``x [N, ...]``.
 
     Runs ``model.forward_features`` (every hook layer is on the feature path) in eval mode
-    without autograd (the caller's mode is restored) and stops each pass at the hooked layer. Batches go to the model's device; the result is on ``x``'s.
+    without autograd (the caller's mode is restored) and stops each pass at the hooked layer.
+    Batches go to the model's device; the result is on ``x``'s. ``transform`` maps the raw
+    output before pooling (e.g. an SAE encoding every token: pooled codes, not codes of the pool).
     """
     module, pool = hook_module(model, layer), layer_pool(model, layer)
     device = next(model.parameters()).device
     outs: list[Tensor] = []
 
     def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
-        outs.append(pool(out).to(x.device))
+        raw = raw_output(out) if transform is not None else out
+        outs.append(pool(transform(raw) if transform is not None else raw).to(x.device))
         raise _Captured
 
     was_training = model.training
@@ -91,16 +109,47 @@ def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512) -> T
     return torch.cat(outs) if outs else x.new_zeros(0, 0)
 
 
+@torch.no_grad()
+def capture_tokens(model: nn.Module, layer: str, x: Tensor, batch_size: int = 64) -> Tensor:
+    """``[n_tokens, D]``: a token layer's raw output at every real position of the inputs
+    ``x [N, ...]`` (:func:`real_tokens`), in row order; eval mode, no autograd, on ``x``'s device."""
+    module = hook_module(model, layer)
+    device = next(model.parameters()).device
+    outs: list[Tensor] = []
+
+    def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+        raw = raw_output(out)
+        if raw.dim() != 3:
+            raise ClbenchError(f"layer {layer!r} has no tokens: its output is {tuple(raw.shape)}")
+        outs.append(raw[real_tokens(model, raw)].to(x.device))
+        raise _Captured
+
+    was_training = model.training
+    handle = module.register_forward_hook(hook)
+    model.eval()
+    forward = getattr(model, "forward_features", model)
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            try:
+                forward(x[start:start + batch_size].to(device))
+            except _Captured:
+                pass
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(outs) if outs else x.new_zeros(0, 0)
+
+
 class LayerTap:
     """Keeps the pooled output of ``layer`` from the latest forward pass, graph included.
 
-    ``tap.out`` is ``[B, D]`` and shares the forward's autograd graph, so a loss on it reaches
+    ``tap.out`` is ``[B, D]`` (``raw=True``: the unpooled output, e.g. ``[B, T, D]``) and shares the forward's autograd graph, so a loss on it reaches
     the parameters below the layer. The hook is removed by ``remove()`` or on leaving a
     ``with`` block.
     """
 
-    def __init__(self, model: nn.Module, layer: str) -> None:
-        self._pool = layer_pool(model, layer)
+    def __init__(self, model: nn.Module, layer: str, *, raw: bool = False) -> None:
+        self._pool = raw_output if raw else layer_pool(model, layer)
         self.out: Tensor | None = None
         self._handle = hook_module(model, layer).register_forward_hook(self._hook)
 

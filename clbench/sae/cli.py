@@ -86,12 +86,9 @@ def cmd_sae(a: argparse.Namespace) -> int:
 
     import torch
 
-    from clbench.data.sae_corpus import build_sae_corpus
-    from clbench.data.text_stream import tokenize_text_v1
-    from clbench.data.text_tasks import build_text_v1
     from clbench.errors import ClbenchError
     from clbench.models import MODELS, create_model
-    from clbench.sae.lm_fit import LMSAESettings, fit_lm_sae
+    from clbench.sae.lm_fit import LMSAESettings, pretrained_sae
 
     if a.threads is not None:
         if a.threads < 1:
@@ -111,15 +108,10 @@ def cmd_sae(a: argparse.Namespace) -> int:
     layer = a.layer or model.default_layer
     settings = LMSAESettings(layer=layer, expansion=a.expansion, k=a.k, steps=a.steps,
                              batch_size=a.batch_size, max_tokens=a.max_tokens, seed=a.seed)
-    corpus = build_sae_corpus(a.n_passages, a.n_glosses, data_root=a.data_root)
-    v1 = build_text_v1(0, n_train=a.task_examples, n_test=1, n_prose=1, data_root=a.data_root)
-    ts = tokenize_text_v1(v1, model.tokenizer, max_len=settings.max_len,
-                          tokenizer_id=model.fingerprint)
-    rows = {name: (ts.stream.x_train[idx][:, 0], ts.stream.x_train[idx][:, 1])
-            for name, idx in zip(ts.task_names, ts.stream.train_idx)}
-    fitted = fit_lm_sae(model, model.tokenizer, corpus, settings,
-                        out_dir=Path(a.out) if a.out else None, task_rows=rows,
-                        log=lambda m: print(m, flush=True))
+    fitted = pretrained_sae(model, settings, n_passages=a.n_passages, n_glosses=a.n_glosses,
+                            task_examples=a.task_examples, data_root=a.data_root,
+                            out_dir=Path(a.out) if a.out else None,
+                            log=lambda m: print(m, flush=True))
     q = fitted.meta["quality"]
     for name, v in q.items():
         print(f"{name:<24} fvu {v['fvu']:.3f}  l0 {v['l0']:.1f}  dead {v['dead_fraction']:.3f}"

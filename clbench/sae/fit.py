@@ -9,7 +9,8 @@ them (:func:`clbench.sae.train.train_sae`) with::
 
     n_latents = expansion * d      k = min(k, d)      batch = min(256, N)      lr = 1e-3
 
-for ``steps`` steps, seeded by ``seed``, under a forked CPU RNG (so a run's training draws are
+(``tokens=True``: ``A`` holds the layer's output at every real token instead,
+:func:`clbench.sae.capture.capture_tokens`) for ``steps`` steps, seeded by ``seed``, under a forked CPU RNG (so a run's training draws are
 the same with or without the SAE); the SAE is returned in eval mode with its gradients off and
 cleared. Which rows ``x`` holds is the method's business (see
 :func:`clbench.run.fastdata.experience_rows`).
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from clbench.sae.capture import capture
+from clbench.sae.capture import capture, capture_tokens
 from clbench.sae.topk import SAEBase
 from clbench.sae.train import SAETrainConfig, train_sae
 
@@ -38,14 +39,14 @@ class FittedSAE(NamedTuple):
 
 
 def fit_layer_sae(model: nn.Module, layer: str, x: Tensor, *, kind: str, expansion: int, k: int,
-                  steps: int, seed: int) -> FittedSAE:
+                  steps: int, seed: int, tokens: bool = False) -> FittedSAE:
     """Train a fresh ``kind`` SAE on ``model``'s ``layer`` activations of ``x`` and freeze it.
 
     ``n_latents = expansion * d``, ``k = min(k, d)``, batch ``min(256, N)``, lr ``1e-3``,
     ``steps`` steps, seeded by ``seed``, under a forked CPU RNG. The activations (and so the
     SAE) live on ``x``'s device."""
     with torch.random.fork_rng(devices=[]):
-        acts = capture(model, layer, x)
+        acts = capture_tokens(model, layer, x) if tokens else capture(model, layer, x)
         d = acts.shape[1]
         cfg = SAETrainConfig(n_latents=expansion * d, k=min(k, d), lr=SAE_LR, steps=steps,
                              batch_size=min(SAE_BATCH, len(acts)), seed=seed)

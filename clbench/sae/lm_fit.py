@@ -205,5 +205,28 @@ def fit_lm_sae(model: Any, tokenizer: Any, corpus: SAECorpus, s: LMSAESettings, 
     return FittedLMSAE(sae, sae_file, meta, reused=False)
 
 
+def pretrained_sae(model: Any, settings: LMSAESettings, *, n_passages: int = 2000,
+                   n_glosses: int = 2000, task_examples: int = 200,
+                   data_root: str | Path | None = None, out_dir: Path | None = None,
+                   log: Callable[[str], None] = lambda _m: None) -> FittedLMSAE:
+    """The model's SAE at ``settings.layer`` on the default corpus (``n_passages`` KJV passages,
+    ``n_glosses`` glosses: :func:`~clbench.data.sae_corpus.build_sae_corpus`), fitted once and
+    reused by fingerprint; its quality is also scored on ``task_examples`` training rows of every
+    ``text-v1`` task (seed 0). What ``clbench sae fit`` and ``sae-reg.sae_path=pretrained`` call."""
+    from clbench.data.sae_corpus import build_sae_corpus
+    from clbench.data.text_stream import tokenize_text_v1
+    from clbench.data.text_tasks import build_text_v1
+
+    corpus = build_sae_corpus(n_passages, n_glosses, data_root=data_root)
+    v1 = build_text_v1(0, n_train=task_examples, n_test=1, n_prose=1, data_root=data_root)
+    ts = tokenize_text_v1(v1, model.tokenizer, max_len=settings.max_len,
+                          tokenizer_id=model.fingerprint)
+    rows = {name: (ts.stream.x_train[idx][:, 0], ts.stream.x_train[idx][:, 1])
+            for name, idx in zip(ts.task_names, ts.stream.train_idx)}
+    with torch.random.fork_rng(devices=[]):   # a run's own draws do not depend on the fit
+        return fit_lm_sae(model, model.tokenizer, corpus, settings, out_dir=out_dir,
+                          task_rows=rows, log=log)
+
+
 __all__ = ["LM_SAE_VERSION", "LMSAESettings", "FittedLMSAE", "fit_fingerprint", "fit_lm_sae",
-           "sae_cache_root", "token_activations", "tokenize_texts"]
+           "pretrained_sae", "sae_cache_root", "token_activations", "tokenize_texts"]
