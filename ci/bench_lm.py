@@ -166,6 +166,8 @@ def bench_cells(a: argparse.Namespace) -> str:
             continue
         m = {k: v["value"] for k, v in d["metrics"].items()}
         pre, prefix = d.get("pretrained_eval_seconds") or 0.0, d.get("prefix", {}).get("seconds", 0.0)
+        if d.get("pretrained_row_reused"):   # scored by an earlier cell of the process
+            pre = 0.0
         total = m["train_seconds"] + m["eval_seconds"] + pre + prefix
         lines.append(
             f"| {f.parent.name} | {m['train_seconds']:.0f} | {m['eval_seconds']:.0f} | {pre:.0f} | "

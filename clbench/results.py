@@ -31,7 +31,7 @@ top-level key allowed:
   :mod:`clbench.analyze`
 * optional ``feature_forgetting_null`` (the same block for the null model), ``label`` (the row
   label: strategy and parameter tag), and for text streams ``model``, ``general_ppl``,
-  ``pretrained_eval_seconds``, ``prefix``
+  ``pretrained_eval_seconds``, ``pretrained_row_reused``, ``prefix``
 
 The path is ``<root>/<stream>/<model>/<strategy>[@<hash>]/seed<k>.json``; ``@<hash>`` (8 hex
 digits of the sha256 of the non-default parameters) appears only when parameters differ from

@@ -21,10 +21,14 @@ prompt run once per example (:mod:`clbench.models.lm_choice`). The
 first row is the pretrained model's (``b``, recorded as ``random_init_accuracy`` for the R-matrix
 metrics: with a pretrained model FWT is transfer relative to the pretrained model). General
 ability, as TRACE reports it (Wang et al. 2023): the perplexity of held-out KJV prose before any
-training and after each experience; ``general_ppl_ratio`` is after / before.
+training and after each experience; ``general_ppl_ratio`` is after / before. The pretrained
+row and perplexity depend only on the model, the stream and the scoring set-up, so the runs of
+one process score them once per :func:`pretrained_key` (a sweep's strategies of one seed share
+them; the result says ``pretrained_row_reused``).
 """
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from typing import Any, Callable
@@ -154,6 +158,22 @@ def warm_prefix(model: CausalLMModel, ts: TextStream, batch_size: int) -> dict[s
             "rows_held": len(cache)}
 
 
+#: the pretrained row, perplexity and scoring seconds of each :func:`pretrained_key` scored here
+_PRETRAINED: dict[tuple[Any, ...], tuple[list[float], float, float]] = {}
+
+
+def pretrained_key(model: CausalLMModel, ts: TextStream, train: dict[str, Any]
+                   ) -> tuple[Any, ...] | None:
+    """What the scores of the untrained model depend on: its weights and trained part, the
+    tokenized stream (tasks, split, prose), the scoring batch, device and thread count (float
+    rounding); None for a model without a weights fingerprint (never shared)."""
+    if not model.fingerprint:
+        return None
+    return (model.fingerprint, json.dumps(model.describe(), sort_keys=True, default=str),
+            ts.stream.fingerprint, ts.v1.fingerprint, int(train["eval_batch_size"]),
+            str(train.get("device", "cpu")), torch.get_num_threads())
+
+
 def run_text(cfg: RunConfig, progress: Progress | None = None,
              extra_plugins: list[Any] | None = None, *, experiences: int | None = None,
              score: bool = True) -> RunResult:
@@ -191,9 +211,17 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
         p = scorer.prose_perplexity(strategy.model)
         return row, p, time.perf_counter() - t0
 
+    key = pretrained_key(model, ts, train) if score else None
+    reused = key is not None and key in _PRETRAINED
     with PeakRSS() as rss:
         try:
-            b, p0, t_eval0 = evaluate()
+            if reused:
+                b0, p0, t_eval0 = _PRETRAINED[key]  # type: ignore[index]
+                b = list(b0)
+            else:
+                b, p0, t_eval0 = evaluate()
+                if key is not None:
+                    _PRETRAINED[key] = (list(b), p0, t_eval0)
             ppl.append(p0)
             steps = [bm.train_stream] if offline else list(bm.train_stream)[:experiences]
             for i, exp in enumerate(steps):
@@ -248,5 +276,6 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
     result.extra["model"] = {**model.describe(), "trainable_bytes": module_bytes(model)}
     result.extra["general_ppl"] = ppl
     result.extra["pretrained_eval_seconds"] = t_eval0
+    result.extra["pretrained_row_reused"] = reused
     result.extra["prefix"] = prefix   # the frozen prefix's states, computed before timing
     return result

@@ -217,14 +217,24 @@ def test_runs_of_one_process_share_the_frozen_prefix(files: dict[str, Path]) -> 
     cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=0,
                          overrides=[*SIZES, f"model.weights={files['lm']}", "epochs=1"],
                          data_root=str(files["data"]))
+    from clbench.run import text as text_mod
+    text_mod._PRETRAINED.clear()
     first, second = run(cfg), run(cfg)
     p1, p2 = first.extra["prefix"], second.extra["prefix"]
+    # the pretrained row is scored once per process, per model, stream and set-up
+    assert not first.extra["pretrained_row_reused"] and second.extra["pretrained_row_reused"]
+    assert second.random_init_accuracy == first.random_init_accuracy
+    other = run(resolve_config("text-v1", "naive", "smollm2-135m", seed=1,
+                               overrides=[*SIZES, f"model.weights={files['lm']}", "epochs=1"],
+                               data_root=str(files["data"])))
+    assert not other.extra["pretrained_row_reused"]   # another seed: another split
     # every training and test row was computed before timing, once per process
     assert p1["rows_computed"] > 0 and p2["rows_computed"] == 0
     assert p2["rows_held"] >= p1["rows_held"] >= p1["rows_computed"]
     assert second.accuracy_matrix == first.accuracy_matrix
     assert second.extra["general_ppl"] == pytest.approx(first.extra["general_ppl"], rel=1e-6)
     lm_mod._SHARED.clear()
+    text_mod._PRETRAINED.clear()
 
 
 def test_text_stream_needs_a_language_model(files: dict[str, Path]) -> None:
