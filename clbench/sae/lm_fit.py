@@ -9,8 +9,12 @@ SAE on token activations) at ``layer``, the residual stream a decoder block writ
 pretrained model: texts are tokenized to at most ``max_len`` tokens, run in batches of
 ``batch_texts`` with the forward stopped at the layer, and their real positions appended until
 ``max_tokens`` are held. Memory is bounded by that buffer: ``max_tokens x d x 4`` bytes (100k
-tokens of SmolLM2's d = 576: 230 MB) plus one batch. The last ``heldout`` fraction of the texts
-(by position in the corpus, both sources alike) is kept out of the fit and scores it.
+tokens of SmolLM2's d = 576: 230 MB) plus one batch. The texts are put in a seeded random order
+first (``seed``); the last ``heldout`` fraction of that order is kept out of the fit and scores
+it, and the fit's buffer fills from the front of the rest, so both hold both sources (version 1
+split the corpus as stored, KJV first: its cap filled with KJV tokens alone and its held-out
+part was glosses alone). The record counts each source's texts in the fit (those whose tokens
+entered the buffer) and in the held-out part.
 
 **The SAE.** :class:`~clbench.sae.topk.TopKSAE` with AuxK and unit-norm decoder columns, trained by
 :func:`~clbench.sae.train.train_sae` (``n_latents = expansion x d``, ``k``, ``steps`` of
@@ -49,7 +53,7 @@ from clbench.sae.topk import TopKSAE
 from clbench.sae.train import SAETrainConfig, train_sae
 
 #: bump when the activations or the fit change meaning
-LM_SAE_VERSION = "1"
+LM_SAE_VERSION = "2"   # 2: the corpus in a seeded order before the held-out split and the cap
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,21 @@ def tokenize_texts(tokenizer: Any, texts: list[str], max_len: int) -> tuple[Tens
     return pad_rows(rows, int(pad or 0))
 
 
+def source_counts(corpus: SAECorpus, order: Tensor) -> Callable[[int, int], dict[str, int]]:
+    """``span(a, b)``: texts of each source at positions ``a..b-1`` of ``order`` (the corpus
+    holds its sources one after another, in ``corpus.counts`` order)."""
+    bounds, at = [], 0
+    for name, n in corpus.counts.items():
+        bounds.append((name, at, at + n))
+        at += n
+
+    def span(a: int, b: int) -> dict[str, int]:
+        part = order[a:b]
+        return {name: int(((part >= lo) & (part < hi)).sum()) for name, lo, hi in bounds}
+
+    return span
+
+
 def fit_lm_sae(model: Any, tokenizer: Any, corpus: SAECorpus, s: LMSAESettings, *,
                out_dir: Path | None = None, task_rows: dict[str, tuple[Tensor, Tensor]] | None = None,
                log: Callable[[str], None] = lambda _m: None) -> FittedLMSAE:
@@ -170,12 +189,16 @@ def fit_lm_sae(model: Any, tokenizer: Any, corpus: SAECorpus, s: LMSAESettings, 
     if n_fit >= len(corpus.texts):
         raise ClbenchError(f"SAE fit: {len(corpus.texts)} corpus texts leave none held out; "
                            "give a larger corpus")
-    ids, mask = tokenize_texts(tokenizer, corpus.texts, s.max_len)
+    order = torch.randperm(len(corpus.texts), generator=torch.Generator().manual_seed(s.seed))
+    texts = [corpus.texts[int(i)] for i in order]
+    ids, mask = tokenize_texts(tokenizer, texts, s.max_len)
     log(f"activations at {s.layer}: {n_fit} texts for the fit, {len(ids) - n_fit} held out")
     acts = token_activations(model, s.layer, ids[:n_fit], mask[:n_fit], batch=s.batch_texts,
                              max_tokens=s.max_tokens)
     held = token_activations(model, s.layer, ids[n_fit:], mask[n_fit:], batch=s.batch_texts,
                              max_tokens=s.max_tokens)
+    entered = int((mask[:n_fit].sum(dim=1).cumsum(0) - mask[:n_fit].sum(dim=1) < len(acts)).sum())
+    sources = source_counts(corpus, order)
     t_acts = time.perf_counter() - t0
     d = acts.shape[1]
     cfg = SAETrainConfig(n_latents=s.expansion * d, k=min(s.k, d), steps=s.steps,
@@ -192,7 +215,9 @@ def fit_lm_sae(model: Any, tokenizer: Any, corpus: SAECorpus, s: LMSAESettings, 
     meta = {"fingerprint": fp, "version": LM_SAE_VERSION, "layer": s.layer,
             "model": {"fingerprint": model.fingerprint, "source": getattr(model, "source", "")},
             "corpus": {"fingerprint": corpus.fingerprint, "counts": corpus.counts,
-                       "texts_fit": n_fit, "texts_heldout": len(corpus.texts) - n_fit},
+                       "texts_fit": n_fit, "texts_heldout": len(corpus.texts) - n_fit,
+                       "sources_fit": sources(0, entered),
+                       "sources_heldout": sources(n_fit, len(corpus.texts))},
             "settings": asdict(s), "sae": sae.config(),
             "tokens": {"fit": len(acts), "heldout": len(held)},
             "quality": quality,
@@ -229,4 +254,4 @@ def pretrained_sae(model: Any, settings: LMSAESettings, *, n_passages: int = 200
 
 
 __all__ = ["LM_SAE_VERSION", "LMSAESettings", "FittedLMSAE", "fit_fingerprint", "fit_lm_sae",
-           "pretrained_sae", "sae_cache_root", "token_activations", "tokenize_texts"]
+           "pretrained_sae", "source_counts", "sae_cache_root", "token_activations", "tokenize_texts"]

@@ -81,6 +81,10 @@ def test_a_fit_records_its_provenance_and_is_reused(model, files, tmp_path: Path
     assert meta["model"]["fingerprint"] == model.fingerprint and meta["layer"] == "block2"
     assert meta["corpus"]["fingerprint"] == corpus.fingerprint
     assert meta["corpus"]["texts_fit"] + meta["corpus"]["texts_heldout"] == 7
+    # the split is of a seeded order: the held-out part is not simply the last source's texts
+    held, fit = meta["corpus"]["sources_heldout"], meta["corpus"]["sources_fit"]
+    assert sum(held.values()) == meta["corpus"]["texts_heldout"] and set(held) == {"kjv", "glosses"}
+    assert sum(fit.values()) == meta["corpus"]["texts_fit"]   # no cap reached here
     assert set(meta["quality"]) == {"corpus_fit", "corpus_heldout", "task:t0"}
     assert all(0 <= q["dead_fraction"] <= 1 and q["l0"] <= 4 for q in meta["quality"].values())
     assert fitted.sae.n_latents == 2 * model.feature_dim
@@ -108,3 +112,15 @@ def test_cli_fits_and_refuses_bad_input(files: dict[str, Path], tmp_path: Path,
         assert main([*base, *bad, "--out", str(tmp_path / "g")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("clbench: error:") and message in err[0]
+
+
+def test_source_counts_read_each_text_source_off_the_order() -> None:
+    from clbench.data.sae_corpus import SAECorpus
+    from clbench.sae.lm_fit import source_counts
+
+    corpus = SAECorpus(texts=[f"t{i}" for i in range(7)], counts={"kjv": 3, "glosses": 4},
+                       fingerprint="x")
+    span = source_counts(corpus, torch.tensor([6, 0, 5, 1, 2, 3, 4]))
+    assert span(0, 3) == {"kjv": 1, "glosses": 2}
+    assert span(3, 7) == {"kjv": 2, "glosses": 2}
+    assert span(0, 7) == corpus.counts
