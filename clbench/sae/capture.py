@@ -72,25 +72,11 @@ def real_tokens(model: nn.Module, out: Tensor) -> Tensor:
     return mask.to(out.device).bool()
 
 
-@torch.no_grad()
-def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512, *,
-            transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """Pooled activations ``[N, D]`` of ``layer`` for inputs ``x [N, ...]``.
-
-    Runs ``model.forward_features`` (every hook layer is on the feature path) in eval mode
-    without autograd (the caller's mode is restored) and stops each pass at the hooked layer.
-    Batches go to the model's device; the result is on ``x``'s. ``transform`` maps the raw
-    output before pooling (e.g. an SAE encoding every token: pooled codes, not codes of the pool).
-    """
-    module, pool = hook_module(model, layer), layer_pool(model, layer)
+def _run_to_layer(model: nn.Module, module: nn.Module, hook: Callable[..., None], x: Tensor,
+                  batch_size: int, outs: list[Tensor]) -> Tensor:
+    """Run ``x`` in batches up to ``module`` (``hook`` appends to ``outs`` and raises
+    :class:`_Captured`), in eval mode (the caller's mode restored); ``outs`` concatenated."""
     device = next(model.parameters()).device
-    outs: list[Tensor] = []
-
-    def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
-        raw = raw_output(out) if transform is not None else out
-        outs.append(pool(transform(raw) if transform is not None else raw).to(x.device))
-        raise _Captured
-
     was_training = model.training
     handle = module.register_forward_hook(hook)
     model.eval()
@@ -110,11 +96,31 @@ def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512, *,
 
 
 @torch.no_grad()
+def capture(model: nn.Module, layer: str, x: Tensor, batch_size: int = 512, *,
+            transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Pooled activations ``[N, D]`` of ``layer`` for inputs ``x [N, ...]``.
+
+    Runs ``model.forward_features`` (every hook layer is on the feature path) in eval mode
+    without autograd (the caller's mode is restored) and stops each pass at the hooked layer.
+    Batches go to the model's device; the result is on ``x``'s. ``transform`` maps the raw
+    output before pooling (e.g. an SAE encoding every token: pooled codes, not codes of the pool).
+    """
+    module, pool = hook_module(model, layer), layer_pool(model, layer)
+    outs: list[Tensor] = []
+
+    def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+        raw = raw_output(out) if transform is not None else out
+        outs.append(pool(transform(raw) if transform is not None else raw).to(x.device))
+        raise _Captured
+
+    return _run_to_layer(model, module, hook, x, batch_size, outs)
+
+
+@torch.no_grad()
 def capture_tokens(model: nn.Module, layer: str, x: Tensor, batch_size: int = 64) -> Tensor:
     """``[n_tokens, D]``: a token layer's raw output at every real position of the inputs
     ``x [N, ...]`` (:func:`real_tokens`), in row order; eval mode, no autograd, on ``x``'s device."""
     module = hook_module(model, layer)
-    device = next(model.parameters()).device
     outs: list[Tensor] = []
 
     def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
@@ -124,20 +130,7 @@ def capture_tokens(model: nn.Module, layer: str, x: Tensor, batch_size: int = 64
         outs.append(raw[real_tokens(model, raw)].to(x.device))
         raise _Captured
 
-    was_training = model.training
-    handle = module.register_forward_hook(hook)
-    model.eval()
-    forward = getattr(model, "forward_features", model)
-    try:
-        for start in range(0, x.shape[0], batch_size):
-            try:
-                forward(x[start:start + batch_size].to(device))
-            except _Captured:
-                pass
-    finally:
-        handle.remove()
-        model.train(was_training)
-    return torch.cat(outs) if outs else x.new_zeros(0, 0)
+    return _run_to_layer(model, module, hook, x, batch_size, outs)
 
 
 class LayerTap:
