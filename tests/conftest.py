@@ -1,6 +1,9 @@
 """Shared fixtures: small real streams built once per session; the list of slow tests."""
 from __future__ import annotations
 
+import os
+from typing import Iterator
+
 import pytest
 import torch
 
@@ -13,6 +16,20 @@ def _fixed_threads() -> None:
     """One thread for the whole session: the determinism guarantee needs a fixed count, and on
     2 cores one thread per process avoids OpenMP spin-waiting against other processes."""
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_prefix_store() -> Iterator[None]:
+    """Frozen-prefix states are not kept on disk between processes in tests (each test that
+    checks the store turns it on with its own ``CLBENCH_CACHE``)."""
+    from clbench.models.prefix_store import ENV_SWITCH
+    old = os.environ.get(ENV_SWITCH)
+    os.environ[ENV_SWITCH] = "0"
+    yield
+    if old is None:
+        os.environ.pop(ENV_SWITCH, None)
+    else:
+        os.environ[ENV_SWITCH] = old
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def test_folders_by_stage() -> None:
         for m in modules:
             assert (ROOT / "clbench" / stage / f"{m}.py").is_file(), f"clbench/{stage}/{m}.py"
     flat = sorted(p.stem for p in (ROOT / "clbench").glob("*.py"))
-    assert flat == ["__init__", "__main__", "atomic", "checkpoints", "cli", "errors", "names", "registry",
+    assert flat == ["__init__", "__main__", "atomic", "cache", "checkpoints", "cli", "errors", "names", "registry",
                     "results", "strategy_api", "streams", "validation", "version"]
 
 

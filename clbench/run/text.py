@@ -141,11 +141,14 @@ def warm_prefix(model: CausalLMModel, ts: TextStream, batch_size: int) -> dict[s
     Runs of one process share prefix states (:class:`PrefixCache`, ``shared``), so without this
     the first run of a sweep would pay the prefix in its training and scoring seconds and later
     runs would not; warmed up front, ``train_seconds`` and ``eval_seconds`` time the trained part
-    only, alike in every run, and the prefix's own cost is recorded apart."""
+    only, alike in every run, and the prefix's own cost is recorded apart. States saved by an
+    earlier process (:mod:`clbench.models.prefix_store`) are loaded first (``rows_loaded``), and
+    when rows had to be computed the whole store is saved again for the next process."""
     cache = model.prefix_cache
     if cache is None:
-        return {"seconds": 0.0, "rows_computed": 0, "rows_held": 0}
+        return {"seconds": 0.0, "rows_computed": 0, "rows_held": 0, "rows_loaded": 0}
     t0 = time.perf_counter()
+    loaded = cache.load_disk()
     before = cache.computed
     device = model.lm.model.embed_tokens.weight.device
     s = ts.stream
@@ -154,8 +157,11 @@ def warm_prefix(model: CausalLMModel, ts: TextStream, batch_size: int) -> dict[s
     rows = [s.x_train, *scored] + [cr.rows.x for cr in ts.choice_rows if cr is not None]
     for x in rows:
         cache.warm(x.to(device), batch_size)
-    return {"seconds": time.perf_counter() - t0, "rows_computed": cache.computed - before,
-            "rows_held": len(cache)}
+    computed = cache.computed - before
+    if computed:
+        cache.save_disk()
+    return {"seconds": time.perf_counter() - t0, "rows_computed": computed,
+            "rows_held": len(cache), "rows_loaded": loaded}
 
 
 #: the pretrained row, perplexity and scoring seconds of each :func:`pretrained_key` scored here

@@ -34,7 +34,6 @@ sizes; every real token of prompt and answer). By default both go to
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ import torch
 from torch import Tensor
 
 from clbench.atomic import write_text_atomic
+from clbench.cache import cache_root
 from clbench.data.base import sha256_of
 from clbench.data.sae_corpus import SAECorpus
 from clbench.errors import ClbenchError
@@ -89,7 +89,7 @@ class FittedLMSAE:
 
 
 def sae_cache_root() -> Path:
-    return Path(os.environ.get("CLBENCH_CACHE", Path.home() / ".cache" / "clbench")) / "sae"
+    return cache_root() / "sae"
 
 
 def fit_fingerprint(model_fingerprint: str, corpus: SAECorpus, s: LMSAESettings) -> str:

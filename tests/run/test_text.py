@@ -237,6 +237,32 @@ def test_runs_of_one_process_share_the_frozen_prefix(files: dict[str, Path]) -> 
     text_mod._PRETRAINED.clear()
 
 
+def test_a_later_process_loads_the_frozen_prefix_from_disk(
+        files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clbench.models import lm as lm_mod
+    from clbench.models import prefix_store
+    from clbench.run import text as text_mod
+    monkeypatch.setenv("CLBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(prefix_store.ENV_SWITCH, "1")
+    cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=0,
+                         overrides=[*SIZES, f"model.weights={files['lm']}", "epochs=1"],
+                         data_root=str(files["data"]))
+    results = []
+    for _ in range(2):   # each as in a fresh process: nothing held in memory
+        lm_mod._SHARED.clear()
+        text_mod._PRETRAINED.clear()
+        results.append(run(cfg))
+    first, second = results
+    p1, p2 = first.extra["prefix"], second.extra["prefix"]
+    assert p1["rows_loaded"] == 0 and p1["rows_computed"] == p1["rows_held"] > 0
+    assert p2["rows_computed"] == 0 and p2["rows_loaded"] == p1["rows_held"]
+    assert len(list((tmp_path / "cache" / "prefix").glob("prefix-*.pt"))) == 1
+    assert second.accuracy_matrix == first.accuracy_matrix
+    assert second.extra["general_ppl"] == pytest.approx(first.extra["general_ppl"], rel=1e-6)
+    lm_mod._SHARED.clear()
+    text_mod._PRETRAINED.clear()
+
+
 def test_text_stream_needs_a_language_model(files: dict[str, Path]) -> None:
     with pytest.raises(ClbenchError, match="needs a language model: use --model smollm2-135m"):
         resolve_config("text-v1", "naive", "mlp")
