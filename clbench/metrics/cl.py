@@ -69,6 +69,19 @@ def forgetting_first(R: Matrix) -> float:
     return float(np.mean([a[j, j] - a[T - 1, j] for j in range(T - 1)]))
 
 
+def task_forgetting(R: Matrix, j: int = 0) -> float:
+    """Forgetting of experience ``j`` alone: ``max_{j<=i<T-1} R[i, j] - R[T-1, j]`` (one term of
+    :func:`forgetting_max`; ``j = 0``, the first task, is the one every later task can hurt).
+
+        >>> round(task_forgetting([[0.9, 0.1, 0.0], [0.8, 0.7, 0.1], [0.6, 0.6, 0.9]]), 3)
+        0.3
+    """
+    a = _square(R)
+    if a is None or not 0 <= j < len(a) - 1:
+        return math.nan
+    return float(a[j:len(a) - 1, j].max() - a[len(a) - 1, j])
+
+
 def bwt(R: Matrix) -> float:
     return -forgetting_first(R)
 
