@@ -3,6 +3,7 @@
     python ci/bench_lm.py loop [--n-train 96] [--repeats 3]   # clbench's loop vs a plain loop
     python ci/bench_lm.py run [--strategy naive]               # one text-v1 run at the defaults
     python ci/bench_lm.py state                                # state bytes: ewc, ewc-online, sae-reg
+    python ci/bench_lm.py cost [--experiences 2] [--repeats 2] # sae-reg / naive training time
     python ci/bench_lm.py cells --results leaderboard/results --seed 0   # the lm-v1 cells' costs
     python ci/bench_lm.py matrix --strategy naive --seed 0     # one cell's accuracy rows and prose ppl
 
@@ -19,6 +20,9 @@ alternate the order; the median per-step time and the ratio clbench / plain are 
 of one strategy: seconds per task (training), scoring seconds, training tokens/s, peak RSS.
 ``state``: ``ewc``, ``ewc-online`` and ``sae-reg`` after 2 tasks (no scoring): the method state
 in bytes next to the trained part's parameter bytes and the whole model's.
+
+``cost``: sae-reg's training seconds against naive's, alternating rounds in one process
+(:func:`bench_cost`; target <= 1.5x).
 
 ``cells``: what the committed lm-v1 result files of one seed record about their cost (run in
 one process, so the frozen prefix is computed by the first cell only): per strategy, training
@@ -148,6 +152,42 @@ def bench_state(a: argparse.Namespace) -> str:
     return "\n".join([*lines, "", "command: `python ci/bench_lm.py state`", ""])
 
 
+def bench_cost(a: argparse.Namespace) -> str:
+    """sae-reg's training time against naive's on the same tasks, side by side in one process.
+
+    Each round trains ``--experiences`` tasks of text-v1 (no scoring) with naive and with
+    sae-reg, alternating which goes first; the prefix is warmed before either is timed, so
+    both time the trained part only. sae-reg's seconds include what it adds: building each
+    task's feature mask at its end and the penalty's SAE encode in every step (the pretrained
+    SAE is fitted once and reused by fingerprint; its fit is not a per-run cost). Reported: the
+    median over rounds of each method's training seconds and of the per-round ratio
+    (target: <= 1.5, issue 15)."""
+    rows, ratios = {"naive": [], "sae-reg": []}, []
+    for k in range(a.repeats):
+        order = ("naive", "sae-reg") if k % 2 == 0 else ("sae-reg", "naive")
+        secs = {}
+        for strategy in order:
+            cfg = resolve_config("text-v1", strategy, "smollm2-135m", seed=a.seed)
+            r = run_text(cfg, experiences=a.experiences, score=False)
+            if r.status != "ok":
+                raise SystemExit(f"{strategy} failed: {r.error}")
+            secs[strategy] = sum(p["train_seconds"] for p in r.per_experience)
+            rows[strategy].append(secs[strategy])
+        ratios.append(secs["sae-reg"] / secs["naive"])
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    return "\n".join([
+        f"## sae-reg vs naive training time (text-v1, first {a.experiences} tasks, seed {a.seed}, "
+        f"{a.repeats} alternating rounds)", "",
+        "| strategy | training seconds (median) | every round |", "|---|---:|---|",
+        *(f"| {k} | {med[k]:.0f} | {', '.join(f'{t:.0f}' for t in v)} |" for k, v in rows.items()),
+        "", f"ratio sae-reg / naive (median of per-round ratios): "
+        f"**{statistics.median(ratios):.2f}** (target <= 1.5; rounds: "
+        f"{', '.join(f'{x:.2f}' for x in ratios)})", "",
+        f"command: `python ci/bench_lm.py cost --experiences {a.experiences} --repeats "
+        f"{a.repeats} --seed {a.seed} --threads {a.threads}` "
+        f"(torch threads: {torch.get_num_threads()})", ""])
+
+
 def bench_cells(a: argparse.Namespace) -> str:
     import json
 
@@ -212,6 +252,10 @@ def main() -> None:
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--results", default=None, help="also write the result file under this folder")
     sub.add_parser("state")
+    kp = sub.add_parser("cost")
+    kp.add_argument("--experiences", type=int, default=2)
+    kp.add_argument("--repeats", type=int, default=2)
+    kp.add_argument("--seed", type=int, default=0)
     cp = sub.add_parser("cells")
     cp.add_argument("--results", default="leaderboard/results")
     cp.add_argument("--seed", type=int, default=0)
@@ -219,12 +263,12 @@ def main() -> None:
     mp.add_argument("--results", default="leaderboard/results")
     mp.add_argument("--strategy", default="naive")
     mp.add_argument("--seed", type=int, default=0)
-    for p in (lp, rp, sub.choices["state"], cp, mp):
+    for p in (lp, rp, sub.choices["state"], kp, cp, mp):
         p.add_argument("--out", default=None)
         p.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    text = {"loop": bench_loop, "run": bench_run, "state": bench_state,
+    text = {"loop": bench_loop, "run": bench_run, "state": bench_state, "cost": bench_cost,
             "cells": bench_cells, "matrix": bench_matrix}[a.what](a)
     print(text)
     if a.out:
