@@ -13,16 +13,23 @@ written, and the JSON gets a ``checkpoints`` block::
 
     "checkpoints": {"dir": "seed0.ckpt",
                     "files": [{"after_experience": 0, "path": "seed0.ckpt/exp0.pt"}, ...],
-                    "hook_layers": ["fc1", "fc2"]}
+                    "hook_layers": ["fc1", "fc2"]}            # + "partial": "trained part"
 
 Paths are relative to the result file's folder, so a results tree can be moved as a whole.
 Loading uses ``torch.load(weights_only=True)``: a checkpoint holds tensors only.
+
+**Partial checkpoints.** A set made with ``names`` keeps only those ``state_dict`` entries and
+says what they are in ``partial``: the text runner (:mod:`clbench.run.text`) keeps the trained
+part of a language model only (``model.trainable_parameter_names()``; the frozen prefix never
+changes, and a whole 135M-parameter state per experience would be 540 MB), and its block says
+``"partial": "trained part"``. A partial checkpoint is loaded onto a model built as the run
+built it, strictly on those names (:mod:`clbench.analyze.loading`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -33,14 +40,29 @@ from clbench.errors import ClbenchError
 
 @dataclass
 class CheckpointSet:
-    """State dicts (CPU copies) taken after training experiences, and the model's hook layers."""
+    """State dicts (CPU copies) taken after training experiences, and the model's hook layers.
+
+    ``names``: keep only these ``state_dict`` entries (None: all); ``partial`` then says what
+    they are (e.g. ``"trained part"``) and goes into the result's block."""
 
     hook_layers: list[str]
     states: list[tuple[int, dict[str, Tensor]]] = field(default_factory=list)
+    names: Sequence[str] | None = None
+    partial: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.names is None) != (self.partial is None):
+            raise ValueError("a partial checkpoint set needs both names and partial")
 
     def add(self, after_experience: int, model: nn.Module) -> None:
-        """Copy ``model``'s current ``state_dict`` to the CPU and keep it."""
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        """Copy ``model``'s current ``state_dict`` (its ``names`` entries only, if set) to the
+        CPU and keep it; a name the model lacks is a ValueError."""
+        full = model.state_dict()
+        keep = list(full) if self.names is None else list(self.names)
+        missing = [k for k in keep if k not in full]
+        if missing:
+            raise ValueError(f"checkpoint names not in the model's state_dict: {missing[:3]}")
+        state = {k: full[k].detach().to("cpu", copy=True) for k in keep}
         self.states.append((int(after_experience), state))
 
 
@@ -62,7 +84,11 @@ def save_checkpoints(result_json: str | Path, ckpts: CheckpointSet) -> dict[str,
     for after, state in ckpts.states:
         path = save_state_atomic(state, folder / f"exp{after}.pt")
         files.append({"after_experience": after, "path": f"{folder.name}/{path.name}"})
-    return {"dir": folder.name, "files": files, "hook_layers": list(ckpts.hook_layers)}
+    block: dict[str, Any] = {"dir": folder.name, "files": files,
+                             "hook_layers": list(ckpts.hook_layers)}
+    if ckpts.partial is not None:
+        block["partial"] = ckpts.partial
+    return block
 
 
 def validate_block(block: Any) -> str | None:
@@ -76,6 +102,8 @@ def validate_block(block: Any) -> str | None:
         if (not isinstance(f, dict) or not isinstance(f.get("after_experience"), int)
                 or not isinstance(f.get("path"), str)):
             return "each checkpoint file needs an int 'after_experience' and a str 'path'"
+    if "partial" in block and not isinstance(block["partial"], str):
+        return "'checkpoints.partial' should be a string (what part of the model is kept)"
     return None
 
 

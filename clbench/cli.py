@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--task-incremental", action="store_true", help="multi-head, task labels given")
     r.add_argument("--keep-checkpoints", action="store_true",
                    help="save the model after each experience next to the result "
-                        "(seed<k>.ckpt/exp<j>.pt), for 'clbench analyze'")
+                        "(seed<k>.ckpt/exp<j>.pt; a language model: its trained part only), "
+                        "for 'clbench analyze'")
     r.add_argument("--no-resume", dest="resume", action="store_false",
                    help="re-run cells whose result already exists")
     r.add_argument("--metric", default="final_accuracy", help="metric of the final ranked table")

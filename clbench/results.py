@@ -24,7 +24,8 @@ top-level key allowed:
   on an experience right after training on it; ``dead:<layer>@exp<e>``: a hook layer whose
   output does not depend on the input); see :mod:`clbench.metrics.flags`
 * optional ``checkpoints`` (runs with ``--keep-checkpoints``): ``dir``, ``files`` (each
-  ``{"after_experience", "path"}``, relative to the result's folder), ``hook_layers``; see
+  ``{"after_experience", "path"}``, relative to the result's folder), ``hook_layers``, and
+  ``partial`` where each file holds part of the state (text runs: ``"trained part"``); see
   :mod:`clbench.checkpoints`
 * optional ``feature_forgetting`` (added by ``clbench analyze``): ``summary`` (metric -> value),
   ``settings``, ``analysis_dir``; its metrics are also joined into ``metrics``; see

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -40,6 +41,21 @@ def digits_stream() -> Stream:
 @pytest.fixture(scope="session")
 def mnist1d_stream() -> Stream:
     return build_stream("split-mnist1d", seed=0)
+
+
+@pytest.fixture(scope="session")
+def text_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The text path's inputs, made once per session: ``"lm"``, a tiny random Llama with a
+    character tokenizer saved with ``save_pretrained`` (:func:`tests.models.conftest.save_tiny_lm`;
+    ``--set model.weights=DIR``), and ``"data"``, a data root of tiny files in the real Debian
+    formats that text-v1 reads (:func:`tests.data.text_formats.write_text_root`)."""
+    pytest.importorskip("transformers")
+    from tests.data.text_formats import write_text_root
+    from tests.models.conftest import save_tiny_lm
+
+    root = tmp_path_factory.mktemp("text")
+    write_text_root(root / "data")
+    return {"lm": save_tiny_lm(root / "lm"), "data": root / "data"}
 
 
 

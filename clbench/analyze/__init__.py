@@ -7,7 +7,9 @@
     >>> analyze("results/split-digits/mlp/naive/seed0.json", AnalyzeSettings(probe_size=1000))
 
 One module per stage: ``loading`` -> ``probe`` -> ``sources`` -> ``fit`` -> ``measures`` ->
-``report``, run in order by ``pipeline``. See each module for its definitions.
+``report``, run in order by ``pipeline``. See each module for its definitions; ``text`` maps a
+text run (a language model's trained part on ``text-v1``, checkpoints of that part only) onto
+the same stages.
 """
 from __future__ import annotations
 

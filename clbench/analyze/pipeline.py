@@ -27,6 +27,11 @@ crosscoder's fit alone: the level below which a real run's number says nothing. 
 ``<result dir>/seed<k>.analysis_null`` and the result's ``feature_forgetting_null`` block; the
 real block and the ``ff_*`` entries of ``metrics`` are left as they are.
 
+**Text runs** (``clbench run --stream text-v1 ... --keep-checkpoints``): the probe is each
+task's gold test rows, a row's class is its task, the layers are the trained part's, the
+head-input layer is ``norm`` and readout goes through the unembedding onto each task's answer
+tokens; the report shows top rows as decoded text. See :mod:`clbench.analyze.text`.
+
 **Flags.** The run's ``flags`` (:mod:`clbench.metrics.flags`, e.g. ``collapsed:exp4``) are
 copied into the block and shown at the top of the report: a collapsed network's capacities
 measure the collapse, not forgetting. ``None`` where the result file predates flags.
@@ -46,6 +51,7 @@ from clbench.analyze.measures import FeatureMeasures, feature_measures
 from clbench.analyze.probe import heldout_split, probe_set
 from clbench.analyze.report import flags_text, write_report
 from clbench.analyze.sources import collect_sources, head_input_layer, pick_layers
+from clbench.analyze.text import TEXT_HEAD_LAYER, answer_token_heads, row_texts, task_probe_set
 from clbench.errors import ClbenchError
 from clbench.metrics.registry import metric
 from clbench.results import load_result, validate, write_json_atomic
@@ -166,16 +172,25 @@ def analyze(result_json: str | Path, settings: AnalyzeSettings, out: str | Path 
     run = load_run(path, data_root)
     models = [run.models[0]] * len(run.models) if settings.null else run.models
     flags = run.data.get("flags")
-    probe = probe_set(run.stream, settings.probe_size, settings.crosscoder.seed)
-    fit_rows, held_rows = heldout_split(probe, settings.heldout, settings.crosscoder.seed)
-    head = head_input_layer(models[-1], probe.x)
+    seed = settings.crosscoder.seed
+    if run.text is not None:   # a language model on text tasks (clbench.analyze.text)
+        probe = task_probe_set(run.stream, settings.probe_size, seed)
+        head = TEXT_HEAD_LAYER if TEXT_HEAD_LAYER in models[-1].hook_layers else None
+        class_names, texts = run.text.task_names, row_texts(probe, models[0].lm.tokenizer)
+    else:
+        probe = probe_set(run.stream, settings.probe_size, seed)
+        head = head_input_layer(models[-1], probe.x)
+        class_names, texts = run.stream.class_names, None
+    fit_rows, held_rows = heldout_split(probe, settings.heldout, seed)
     layers = pick_layers(models[-1], settings.layers, head)
     sources = collect_sources(models, run.after, layers, probe.x, head, settings.device,
                               progress=progress, scale_rows=fit_rows)
     cc, cc_stats = fit_crosscoder(sources.subset(fit_rows), settings.crosscoder,
                                   settings.device, progress, heldout=sources.subset(held_rows))
     codes = shared_codes(cc, sources)
-    fm = feature_measures(cc, sources, codes, probe, _heads(models) if head else None,
+    heads = None if not head else (answer_token_heads(models, run.text) if run.text is not None
+                                   else _heads(models))
+    fm = feature_measures(cc, sources, codes, probe, heads,
                           crosscoder_fvu=cc_stats["fvu"],
                           crosscoder_fvu_heldout=cc_stats["fvu_heldout"])
     summary = fm.summary()
@@ -199,7 +214,8 @@ def analyze(result_json: str | Path, settings: AnalyzeSettings, out: str | Path 
     }
     report = write_report(out_dir, fm, top, _top_rows(cc, sources, top, settings.images), probe,
                           summary, _info(path, run.data, block, len(probe), out_dir),
-                          flags=flags, null=settings.null, class_names=run.stream.class_names)
+                          flags=flags, null=settings.null, class_names=class_names,
+                          texts=texts)
     block["report"] = os.path.relpath(report.resolve(), base)
     _save_crosscoder(cc, out_dir / "crosscoder.pt")
     write_json_atomic(out_dir / "feature_forgetting.json",

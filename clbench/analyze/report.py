@@ -11,7 +11,9 @@ Figures, each written atomically (temp file + rename) into ``out_dir``:
 * ``readout_curves.png``: readout ``r_i^t`` over checkpoints for each top feature (when the
   head-input layer was analyzed);
 * ``feature<i>_images.png``: per top feature, one row per checkpoint with the probe inputs that
-  drive the feature most at that checkpoint (images, or line plots for 1-d inputs).
+  drive the feature most at that checkpoint (images, or line plots for 1-d inputs). Text rows
+  (a language model's run, :mod:`clbench.analyze.text`) have no image: given ``texts``, the
+  page shows the same rows as a table of decoded text instead (no PNG).
 
 Each figure is followed by a paragraph saying how to read it (:data:`FIGURE_NOTES`). Tick
 labels are thinned (and turned upright) to what their axis holds (:func:`tick_plan`), so 20
@@ -124,6 +126,11 @@ FIGURE_NOTES = {
         "checkpoint, each titled by its class. Rows that keep showing the same classes mean "
         "the feature still encodes the same thing; a change of classes down the rows means it "
         "was repurposed."),
+    "feature_texts": (
+        "One row per checkpoint: the probe rows (prompt, gold answer) that drive this feature "
+        "most at that checkpoint, decoded, each marked with its task. Rows that keep showing "
+        "the same task and kind of text mean the feature still encodes the same thing; a "
+        "change down the rows means it was repurposed."),
 }
 
 
@@ -223,6 +230,19 @@ def feature_images_figure(probe: Probe, feature: int, rows: list[list[int]], aft
     return fig
 
 
+def feature_texts_table(probe: Probe, rows: list[list[int]], after: list[int], texts: list[str],
+                        class_names: list[str] | None = None) -> str:
+    """HTML table: one row per checkpoint, the decoded probe rows ``texts[r]`` of ``rows[t]``
+    (those driving the feature most at checkpoint ``t``), each under its task's name."""
+    body = []
+    for t, picks in enumerate(rows):
+        cells = "".join(
+            f"<td><b>{html.escape(class_label(int(probe.y[r]), class_names))}</b><br>"
+            f"<span class='row'>{html.escape(texts[r])}</span></td>" for r in picks)
+        body.append(f"<tr><th>exp{after[t]}</th>{cells}</tr>")
+    return "<table class='texts'>" + "".join(body) + "</table>"
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "—"
@@ -288,10 +308,11 @@ def _figure(p: Path, alt: str) -> str:
 def write_report(out: Path, fm: FeatureMeasures, top: list[int], images: dict[int, list[list[int]]],
                  probe: Probe, summary: dict[str, Any], info: dict[str, Any],
                  flags: list[str] | None = None, null: bool = False,
-                 class_names: list[str] | None = None) -> Path:
+                 class_names: list[str] | None = None, texts: list[str] | None = None) -> Path:
     """Write every figure and ``out/report.html``; returns the HTML's path. ``flags``: the
     run's flags (None: not recorded); ``null``: a null-model analysis; ``class_names``: the
-    stream's (:attr:`clbench.streams.Stream.class_names`), for the probe inputs' titles.
+    stream's (:attr:`clbench.streams.Stream.class_names`), for the probe inputs' titles;
+    ``texts``: each probe row decoded (text runs), shown in place of the input images.
     ``info["run"]`` names the run in the title; give no absolute path in ``info``."""
     out.mkdir(parents=True, exist_ok=True)
     figs = [save_figure(capacity_by_experience_figure(fm), out / "capacity_by_experience.png")]
@@ -299,9 +320,16 @@ def write_report(out: Path, fm: FeatureMeasures, top: list[int], images: dict[in
         figs.append(save_figure(capacity_heatmaps_figure(fm, top), out / "capacity_heatmaps.png"))
         if fm.readout is not None:
             figs.append(save_figure(readout_curves_figure(fm, top), out / "readout_curves.png"))
-    feature_figs = {i: save_figure(feature_images_figure(probe, i, images[i], fm.after,
-                                                         class_names),
-                                   out / f"feature{i}_images.png") for i in top}
+    feature_figs = {} if texts is not None else {
+        i: save_figure(feature_images_figure(probe, i, images[i], fm.after, class_names),
+                       out / f"feature{i}_images.png") for i in top}
+    if texts is not None:
+        sections = [f"<h3>Feature {i}</h3>"
+                    + feature_texts_table(probe, images[i], fm.after, texts, class_names)
+                    + _note("feature_texts") for i in top]
+    else:
+        sections = [f"<h3>Feature {i}</h3>{_figure(p, f'feature {i}')}"
+                    for i, p in feature_figs.items()]
     for old in set(out.glob("feature*_images.png")) - set(feature_figs.values()):
         old.unlink()        # an earlier analysis's top features: not linked, not this run's
     metric_rows = [[k, v, metric(k).direction, metric(k).formula] for k, v in summary.items()]
@@ -310,7 +338,9 @@ def write_report(out: Path, fm: FeatureMeasures, top: list[int], images: dict[in
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
         "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:2px 6px;"
         "font-size:13px}img{max-width:100%}.flag{color:#b00;border:2px solid #b00;padding:4px}"
-        ".null{border:2px solid #06c;padding:4px}.note{font-size:14px;color:#333}</style>"
+        ".null{border:2px solid #06c;padding:4px}.note{font-size:14px;color:#333}"
+        ".texts td{vertical-align:top;max-width:220px;font-size:11px}"
+        ".row{white-space:pre-wrap;font-family:monospace}</style>"
         "</head><body>",
         f"<h1>Feature-level forgetting{' (null model)' if null else ''}: "
         f"{html.escape(str(info.get('run', '')))}</h1>",
@@ -320,7 +350,7 @@ def write_report(out: Path, fm: FeatureMeasures, top: list[int], images: dict[in
         "<h2>Figures</h2>", *[_figure(p, p.stem) for p in figs],
         "<h2>Top features</h2>", f"<p class='note'>{html.escape(TOP_NOTE)}</p>",
         _table(TOP_HEADERS, top_feature_rows(fm, top)),
-        *[f"<h3>Feature {i}</h3>{_figure(p, f'feature {i}')}" for i, p in feature_figs.items()],
+        *sections,
         "</body></html>",
     ]
     return write_text_atomic(out / "report.html", "\n".join(parts) + "\n")

@@ -33,7 +33,8 @@ batch's padding. Memory: ``T x d x 4`` bytes per example (64 tokens of SmolLM2: 
 **Hook layers.** ``block<i>`` is decoder block ``i``'s residual-stream output ``[B, T, d]``;
 ``norm`` the final norm's (what the head reads). ``pools`` reduce them to ``[B, d]`` by the mean
 over the real (unpadded) tokens of the latest forward. ``default_layer`` is the middle block of
-the trained part. On the cached path the frozen blocks do not run: hook a trained block there.
+the trained part. On the cached path the frozen blocks do not run: hook a trained block there
+(``trained_layers()`` lists them).
 """
 from __future__ import annotations
 
@@ -325,6 +326,12 @@ class CausalLMModel(CLModel):
     def trainable_parameter_names(self) -> list[str]:
         """Names (``named_parameters`` keys) of exactly the parameters that train."""
         return [n for n, p in self.all_named_parameters() if p.requires_grad]
+
+    def trained_layers(self) -> list[str]:
+        """The hook layers whose output training can change, in order: ``block<train_start>``
+        .. ``block<n_layers-1>`` and ``norm`` (the frozen prefix's layers are the same after
+        every experience, and on the cached path they do not even run)."""
+        return [f"block{i}" for i in range(self.train_start, self.n_layers)] + ["norm"]
 
     def describe(self) -> dict[str, Any]:
         """What a result records about the model: source, fingerprint and the trained part."""

@@ -9,10 +9,18 @@ The same Avalanche templates and plugins as the image runner (:mod:`clbench.run.
 the model: the stream's rows are packed token rows (:mod:`clbench.data.text_stream`) whose
 targets are the answer tokens, the model's packed forward returns answer-slot logits
 ``[B, V, A]`` and the criterion is ``nn.CrossEntropyLoss()``, the mean answer-token loss, so
-every baseline's own loss, penalty, distillation and replay code runs unchanged. With a frozen
-prefix (``model.train_blocks`` < all) the model lists only its trained parameters, so methods
-store state for those only, and a :class:`~clbench.models.lm.PrefixCache` on the model computes
-the frozen blocks once per distinct row for the whole run (training, scoring and prose).
+every baseline's own loss, penalty, distillation and replay code runs unchanged.
+
+With ``keep_checkpoints`` (``--keep-checkpoints``) the trained part's parameters are kept after
+each experience (:func:`trained_part_checkpoints`, :mod:`clbench.checkpoints`; the result's
+``checkpoints`` block says ``"partial": "trained part"``): the frozen prefix is the same in
+every checkpoint and is rebuilt from the model's weights, so a checkpoint of SmolLM2 with
+``train_blocks=2`` holds 2 blocks and the final norm (7.1M parameters, ~28 MB), not 540 MB.
+
+With a frozen prefix (``model.train_blocks`` < all) the model lists only its trained
+parameters, so methods store state for those only, and a
+:class:`~clbench.models.lm.PrefixCache` on the model computes the frozen blocks once per
+distinct row for the whole run (training, scoring and prose).
 
 Scoring (after no training, then after each experience, every task): ``generate`` tasks by
 greedy exact match at the token level (:func:`~clbench.data.text_stream.greedy_match`),
@@ -36,6 +44,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from clbench.checkpoints import CheckpointSet
 from clbench.data.text_stream import (TextStream, boundary_tokens,
                                       choice_predictions, greedy_match, tokenize_text_v1)
 from clbench.data.text_tasks import build_text_v1, holdout_text
@@ -56,6 +65,8 @@ from clbench.run.provenance import determinism_settings, provenance
 Progress = Callable[[int, int], None]
 #: tokens per prose window (each token scored once, windows do not overlap)
 PROSE_WINDOW = 128
+#: what a text run's checkpoint holds (the result's ``checkpoints.partial``)
+TRAINED_PART = "trained part"
 
 
 class TextScorer:
@@ -135,6 +146,14 @@ def build_text_run(cfg: RunConfig) -> tuple[CausalLMModel, TextStream]:
     return model, ts
 
 
+def trained_part_checkpoints(model: CausalLMModel) -> CheckpointSet:
+    """The checkpoints a text run keeps: after each experience, the trained part only (its
+    ``trainable_parameter_names()``), with the trained part's hook layers
+    (:meth:`~clbench.models.lm.CausalLMModel.trained_layers`), marked ``"trained part"``."""
+    return CheckpointSet(model.trained_layers(), names=model.trainable_parameter_names(),
+                         partial=TRAINED_PART)
+
+
 def warm_prefix(model: CausalLMModel, ts: TextStream, batch_size: int) -> dict[str, Any]:
     """Compute the frozen prefix of every training and scoring row before anything is timed.
 
@@ -188,9 +207,6 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
     For benchmarks (``ci/bench_lm.py``): ``experiences`` trains only the first ones and
     ``score=False`` skips every scoring pass (the R matrix and perplexities are then empty and
     the result has no metrics)."""
-    if cfg.keep_checkpoints:
-        raise ClbenchError("keep_checkpoints is not supported on text streams yet (a checkpoint "
-                           "of the trained blocks only is planned); drop --keep-checkpoints")
     from clbench.run.runner import make_strategy, method_record, seed_everything
 
     seed_everything(cfg.seed)
@@ -199,6 +215,7 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
     model.to(train.get("device", "cpu"))
     strategy, specs, method_plugins, bridge = make_strategy(cfg, model, stream, extra_plugins, [])
     scorer = TextScorer(ts, model.tokenizer, train["eval_batch_size"])
+    ckpts = trained_part_checkpoints(model) if cfg.keep_checkpoints else None
     prefix = warm_prefix(model, ts, train["eval_batch_size"])
     bm = bridge.benchmark()
     offline = any(s.offline for s in specs)
@@ -249,6 +266,8 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
                 if record := method_record(method_plugins):
                     entry["method"] = record
                 per_exp.append(entry)
+                if ckpts is not None:
+                    ckpts.add(i, strategy.model)
                 if progress:
                     progress(i + 1, len(steps))
         except DivergedError as e:
@@ -278,7 +297,8 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
                 "tasks": ts.task_names, "kinds": ts.kinds,
                 "text_fingerprint": ts.v1.fingerprint},
         accuracy_matrix=R, random_init_accuracy=b, metrics=metrics, per_experience=per_exp,
-        provenance=prov, status=status, error=error, flags=[], checkpoints=None)
+        provenance=prov, status=status, error=error, flags=[],
+        checkpoints=ckpts if status == "ok" else None)
     result.extra["model"] = {**model.describe(), "trainable_bytes": module_bytes(model)}
     result.extra["general_ppl"] = ppl
     result.extra["pretrained_eval_seconds"] = t_eval0

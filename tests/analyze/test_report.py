@@ -231,7 +231,29 @@ def test_every_figure_has_a_paragraph_saying_how_to_read_it(tmp_path: Path) -> N
     for src, note in imgs:
         assert len(note.split()) >= 20, (src, note)             # a paragraph, not a label
     assert set(FIGURE_NOTES) == {"capacity_by_experience", "capacity_heatmaps",
-                                 "readout_curves", "feature_images"}
+                                 "readout_curves", "feature_images", "feature_texts"}
+
+
+def test_text_rows_are_shown_decoded_in_place_of_images(tmp_path: Path) -> None:
+    """A text run's probe rows have no image: each top feature gets a table of its rows'
+    decoded text per checkpoint, titled by task and explained, and no PNG of inputs."""
+    fm = toy_measures(torch.rand(4, 1, 8, 8))
+    top = fm.top_features(2)
+    (tmp_path / "feature99_images.png").write_bytes(b"old")       # an earlier analysis's
+    texts = ["Translate: cat", "Translate: <dog>", "Define: a pet", "Define: a bird"]
+    page = write_report(tmp_path, fm, top, {i: [[0, 1], [2]] for i in top},
+                        toy_probe(torch.zeros(4, 3, 5, dtype=torch.long)), fm.summary(), {},
+                        class_names=["en-fr", "en-es", "definition", "supersense"],
+                        texts=texts).read_text()
+    assert page.count("<img ") == 3 and not list(tmp_path.glob("feature*_images.png"))
+    tables = re.findall(r"<table class='texts'>(.*?)</table><p class='note'>([^<]+)</p>", page)
+    assert len(tables) == len(top)
+    for body, note in tables:
+        assert note == html.escape(FIGURE_NOTES["feature_texts"])
+        rows = re.findall(r"<tr><th>(exp\d+)</th>(.*?)</tr>", body)
+        assert [r[0] for r in rows] == [f"exp{a}" for a in fm.after[:2]]
+        cells = re.findall(r"<td><b>([^<]+)</b><br><span class='row'>([^<]*)</span>", rows[0][1])
+        assert cells == [("en-fr", "Translate: cat"), ("en-es", "Translate: &lt;dog&gt;")]
 
 
 # the seed-0 reports are the committed ones (.gitignore keeps the other seeds' and the null models')

@@ -22,8 +22,6 @@ from clbench.models.lm_score import answer_batch, model_answer_loss, score_answe
 from clbench.run.config import resolve_config
 from clbench.run.runner import run
 from clbench.streams import build_stream
-from tests.data.text_formats import write_text_root
-from tests.models.conftest import save_tiny_lm
 
 pytest.importorskip("transformers")
 
@@ -34,17 +32,10 @@ BASELINES = ["naive", "joint", "cumulative", "ewc", "ewc-online", "si", "lwf", "
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("text")
-    write_text_root(root / "data")
-    return {"lm": save_tiny_lm(root / "lm"), "data": root / "data"}
-
-
-@pytest.fixture(scope="module")
-def packed(files: dict[str, Path]):  # noqa: ANN201
+def packed(text_files: dict[str, Path]):  # noqa: ANN201
     model = create_model("smollm2-135m", input_shape=(3, 128), n_classes=1,
-                         weights=str(files["lm"]), train_blocks="2")
-    v1 = build_text_v1(seed=0, n_train=3, n_test=3, n_prose=3, data_root=files["data"])
+                         weights=str(text_files["lm"]), train_blocks="2")
+    v1 = build_text_v1(seed=0, n_train=3, n_test=3, n_prose=3, data_root=text_files["data"])
     ts = tokenize_text_v1(v1, model.tokenizer, max_len=128, tokenizer_id=model.fingerprint)
     model.answer_width = int(ts.stream.y_train.shape[1])
     return model, ts
@@ -150,13 +141,13 @@ def test_greedy_match_requires_every_answer_token_and_a_stop() -> None:
     assert got.tolist() == [True, True, False, False]
 
 
-def test_greedy_match_agrees_with_generation(files: dict[str, Path]) -> None:
+def test_greedy_match_agrees_with_generation(text_files: dict[str, Path]) -> None:
     """A model taught one answer: teacher-forced greedy match and real greedy decoding agree."""
     from clbench.data.text_stream import encode_rows, pack
     from clbench.models.lm_score import generate_greedy
 
     model = create_model("smollm2-135m", input_shape=(3, 64), n_classes=1,
-                         weights=str(files["lm"]), train_blocks="all")
+                         weights=str(text_files["lm"]), train_blocks="all")
     tok = model.tokenizer
     pairs = [("cat is:", "an animal"), ("sky is:", "blue")]
     rows = pack(encode_rows(tok, pairs, eos=True, max_len=64), tok.pad_token_id, 24, 12)
@@ -189,11 +180,11 @@ def test_a_copy_shares_the_frozen_prefix_and_trains_its_own_top(packed) -> None:
 
 
 @pytest.mark.parametrize("strategy", BASELINES)
-def test_every_baseline_runs_on_text_v1(files: dict[str, Path], strategy: str) -> None:
+def test_every_baseline_runs_on_text_v1(text_files: dict[str, Path], strategy: str) -> None:
     extra = ["gdumb.epochs=2"] if strategy == "gdumb" else []
     cfg = resolve_config("text-v1", strategy, "smollm2-135m", seed=0,
-                         overrides=[*SIZES, f"model.weights={files['lm']}", "epochs=1",
-                                    "batch_size=8", *extra], data_root=str(files["data"]))
+                         overrides=[*SIZES, f"model.weights={text_files['lm']}", "epochs=1",
+                                    "batch_size=8", *extra], data_root=str(text_files["data"]))
     r = run(cfg)
     assert r.status == "ok", r.error
     rows = 1 if strategy == "joint" else 6   # joint trains once, on every task together
@@ -211,12 +202,12 @@ def test_every_baseline_runs_on_text_v1(files: dict[str, Path], strategy: str) -
         assert 2 * fp32 <= tensors <= 1.05 * 2 * 6 * fp32   # at most one pair per task
 
 
-def test_runs_of_one_process_share_the_frozen_prefix(files: dict[str, Path]) -> None:
+def test_runs_of_one_process_share_the_frozen_prefix(text_files: dict[str, Path]) -> None:
     from clbench.models import lm as lm_mod
     lm_mod._SHARED.clear()
     cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=0,
-                         overrides=[*SIZES, f"model.weights={files['lm']}", "epochs=1"],
-                         data_root=str(files["data"]))
+                         overrides=[*SIZES, f"model.weights={text_files['lm']}", "epochs=1"],
+                         data_root=str(text_files["data"]))
     from clbench.run import text as text_mod
     text_mod._PRETRAINED.clear()
     first, second = run(cfg), run(cfg)
@@ -225,8 +216,8 @@ def test_runs_of_one_process_share_the_frozen_prefix(files: dict[str, Path]) -> 
     assert not first.extra["pretrained_row_reused"] and second.extra["pretrained_row_reused"]
     assert second.random_init_accuracy == first.random_init_accuracy
     other = run(resolve_config("text-v1", "naive", "smollm2-135m", seed=1,
-                               overrides=[*SIZES, f"model.weights={files['lm']}", "epochs=1"],
-                               data_root=str(files["data"])))
+                               overrides=[*SIZES, f"model.weights={text_files['lm']}", "epochs=1"],
+                               data_root=str(text_files["data"])))
     assert not other.extra["pretrained_row_reused"]   # another seed: another split
     # every training and test row was computed before timing, once per process
     assert p1["rows_computed"] > 0 and p2["rows_computed"] == 0
@@ -238,15 +229,15 @@ def test_runs_of_one_process_share_the_frozen_prefix(files: dict[str, Path]) -> 
 
 
 def test_a_later_process_loads_the_frozen_prefix_from_disk(
-        files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        text_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clbench.models import lm as lm_mod
     from clbench.models import prefix_store
     from clbench.run import text as text_mod
     monkeypatch.setenv("CLBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(prefix_store.ENV_SWITCH, "1")
     cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=0,
-                         overrides=[*SIZES, f"model.weights={files['lm']}", "epochs=1"],
-                         data_root=str(files["data"]))
+                         overrides=[*SIZES, f"model.weights={text_files['lm']}", "epochs=1"],
+                         data_root=str(text_files["data"]))
     results = []
     for _ in range(2):   # each as in a fresh process: nothing held in memory
         lm_mod._SHARED.clear()
@@ -263,24 +254,55 @@ def test_a_later_process_loads_the_frozen_prefix_from_disk(
     text_mod._PRETRAINED.clear()
 
 
-def test_text_stream_needs_a_language_model(files: dict[str, Path]) -> None:
+def test_text_stream_needs_a_language_model() -> None:
     with pytest.raises(ClbenchError, match="needs a language model: use --model smollm2-135m"):
         resolve_config("text-v1", "naive", "mlp")
-    with pytest.raises(ClbenchError, match="is a language model; stream .split-digits. needs an image.*use --model mlp"):
+    with pytest.raises(ClbenchError, match="is a language model; stream .split-digits. needs an "
+                                           "image.*use --model mlp"):
         resolve_config("split-digits", "naive", "smollm2-135m")
     with pytest.raises(ClbenchError, match="tokenized by its language model"):
         build_stream("text-v1")
-    for bad, message in (("keep_checkpoints=true", "keep_checkpoints is not supported"),):
-        cfg = resolve_config("text-v1", "naive", "smollm2-135m", overrides=[bad, *SIZES])
-        with pytest.raises(ClbenchError, match=message):
-            run(cfg)
 
 
-def test_lora_trains_adapters_only_and_starts_as_the_model(files: dict[str, Path]) -> None:
+def test_keep_checkpoints_keeps_the_trained_part_after_each_experience(
+        text_files: dict[str, Path], tmp_path: Path) -> None:
+    """One partial checkpoint per experience, of exactly the trained names; loaded onto the
+    rebuilt model, checkpoint j scores row j of R (it is the model after experience j)."""
+    from clbench.analyze.loading import load_trained_part
+    from clbench.checkpoints import load_state
+    from clbench.results import load_result, write_result
+    from clbench.run.text import TextScorer, build_text_run
+
+    cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=0,
+                         overrides=[*SIZES, f"model.weights={text_files['lm']}", "epochs=2",
+                                    "keep_checkpoints=true"], data_root=str(text_files["data"]))
+    r = run(cfg)
+    assert r.status == "ok", r.error
+    path = write_result(r, tmp_path)
+    data, base = load_result(path), path.parent             # load_result validates the schema
+    block, trained = data["checkpoints"], data["model"]
+    assert block["partial"] == "trained part" and data["config"]["keep_checkpoints"] is True
+    assert [f["after_experience"] for f in block["files"]] == list(range(6))
+    start = trained["train_start"]
+    assert block["hook_layers"] == [f"block{i}" for i in range(start, 4)] + ["norm"]
+    states = [load_state(base / f["path"]) for f in block["files"]]
+    for state in states:
+        assert list(state) == trained["trainable_parameters"]      # nothing frozen, nothing less
+        assert sum(t.numel() for t in state.values()) == trained["n_trainable"]
+    assert any(not torch.equal(states[0][k], states[-1][k]) for k in states[0])   # it trained
+    model, ts = build_text_run(cfg)
+    scorer = TextScorer(ts, model.tokenizer, cfg.train["eval_batch_size"])
+    for j, state in enumerate(states):
+        load_trained_part(model, state, base / block["files"][j]["path"])
+        assert scorer.accuracies(model) == pytest.approx(data["accuracy_matrix"][j], abs=1e-9)
+
+
+def test_lora_trains_adapters_only_and_starts_as_the_model(text_files: dict[str, Path]) -> None:
     plain = create_model("smollm2-135m", input_shape=(3, 64), n_classes=1,
-                         weights=str(files["lm"]), train_blocks="2")
+                         weights=str(text_files["lm"]), train_blocks="2")
     lora = create_model("smollm2-135m", input_shape=(3, 64), n_classes=1,
-                        weights=str(files["lm"]), train_blocks="2", adapter="lora", lora_rank=4)
+                        weights=str(text_files["lm"]), train_blocks="2", adapter="lora",
+                        lora_rank=4)
     names = lora.trainable_parameter_names()
     assert names and all("lora_" in n for n in names)
     assert all(".layers.2." in n or ".layers.3." in n for n in names)   # the top 2 blocks only
@@ -289,25 +311,26 @@ def test_lora_trains_adapters_only_and_starts_as_the_model(files: dict[str, Path
     with torch.no_grad():
         torch.testing.assert_close(lora(ids), plain(ids))   # B = 0: unchanged until trained
     cfg = resolve_config("text-v1", "ewc", "smollm2-135m", seed=0,
-                         overrides=[*SIZES, f"model.weights={files['lm']}", "model.adapter=lora",
-                                    "model.lora_rank=4", "epochs=1", "batch_size=8"],
-                         data_root=str(files["data"]))
+                         overrides=[*SIZES, f"model.weights={text_files['lm']}",
+                                    "model.adapter=lora", "model.lora_rank=4", "epochs=1", "batch_size=8"],
+                         data_root=str(text_files["data"]))
     r = run(cfg)
     assert r.status == "ok", r.error
     assert r.extra["model"]["trainable_parameters"] == names
     with pytest.raises(ClbenchError, match="model.adapter='qlora': choose one of none, lora"):
         create_model("smollm2-135m", input_shape=(3, 64), n_classes=1,
-                     weights=str(files["lm"]), adapter="qlora")
+                     weights=str(text_files["lm"]), adapter="qlora")
 
 
-def test_cli_runs_text_v1_and_ranks_it(files: dict[str, Path], tmp_path: Path,
+def test_cli_runs_text_v1_and_ranks_it(text_files: dict[str, Path], tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     from clbench.cli import main
     from clbench.results import load_result
 
     args = ["run", "--stream", "text-v1", "--strategy", "naive,ewc", "--seeds", "0", "--quiet",
-            "--results", str(tmp_path), "--data-root", str(files["data"]),
-            "--set", f"model.weights={files['lm']}", "--set", "epochs=1", "--set", "batch_size=8",
+            "--results", str(tmp_path), "--data-root", str(text_files["data"]),
+            "--set", f"model.weights={text_files['lm']}", "--set", "epochs=1",
+            "--set", "batch_size=8",
             *(x for kv in SIZES for x in ("--set", kv))]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -334,8 +357,8 @@ def test_cli_runs_text_v1_and_ranks_it(files: dict[str, Path], tmp_path: Path,
 
 
 def test_validation_holds_out_training_examples_and_never_reads_the_test_set(
-        files: dict[str, Path]) -> None:
-    v1 = build_text_v1(seed=0, n_train=4, n_test=2, n_prose=3, data_root=files["data"])
+        text_files: dict[str, Path]) -> None:
+    v1 = build_text_v1(seed=0, n_train=4, n_test=2, n_prose=3, data_root=text_files["data"])
     val = holdout_text(v1, 0.25, seed=0)
     assert val.fingerprint != v1.fingerprint and val.prose == v1.prose
     for t, h in zip(v1.tasks, val.tasks):
@@ -348,8 +371,8 @@ def test_validation_holds_out_training_examples_and_never_reads_the_test_set(
     # the runner scores the validation examples in place of the test set
     cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=0,
                          overrides=["stream.n_train=4", "stream.n_test=2", "stream.n_prose=3",
-                                    f"model.weights={files['lm']}", "epochs=1",
-                                    "validation=0.25"], data_root=str(files["data"]))
+                                    f"model.weights={text_files['lm']}", "epochs=1",
+                                    "validation=0.25"], data_root=str(text_files["data"]))
     r = run(cfg)
     assert r.status == "ok", r.error
     assert r.config["train"]["validation"] == 0.25 and len(r.accuracy_matrix) == 6
