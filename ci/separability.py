@@ -7,7 +7,10 @@ Seed 001 (Ning, Xue, Lou and Guo, "From Weights to Features: SAE-Guided Activati
 Regularization for LLM Continual Learning", arXiv 2606.26629, 2026) reports that "task-relevant
 representations are linearly separable in the SAE feature basis but not in the weight basis".
 The paper's protocol is not public; this script is our operationalisation, on clbench's streams
-and models (an MLP on vision streams, not an LLM).
+and models (an MLP on vision streams, not an LLM). The language model, the paper's own setting,
+has its page from the same probe, statistics and tables (:class:`Layout`), made by
+``--streams text-v1 --model smollm2-135m`` (``leaderboard/separability-lm.md``; its bases and
+their sketched weight gradients in :mod:`separability_lm`'s docstring).
 
 **Model.** For training seed ``s``, clbench trains ``--model`` (default ``mlp``, 400-400) with
 strategy ``naive`` and ``mono.when=off`` through :func:`clbench.run.runner.run` (plus

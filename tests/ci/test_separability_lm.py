@@ -184,6 +184,22 @@ def test_end_to_end_on_the_tiny_lm_writes_a_table_of_every_basis(
     assert (tmp_path / "sep-lm.md").read_text() == text
 
 
+def test_the_naive_state_probes_the_trained_model_on_its_own_rows(
+        files, cache: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    args = _with(_with(_args(files, tmp_path), "--lm-states", "pretrained,naive"), "--seeds", "0")
+    assert separability.main(args) == 0
+    runs = tmp_path / "runs/text-v1/smollm2-135m"
+    pre, naive = (json.loads((runs / s / "seed0.json").read_text()) for s in ("pretrained", "naive"))
+    assert (pre["state"], naive["state"]) == ("pretrained", "naive")
+    assert naive["seconds"]["train"] > 0 == pre["seconds"]["train"]
+    assert naive["sae"]["fingerprint"] == pre["sae"]["fingerprint"]     # the pretrained SAE
+    # the same rows and SAE, another model: the trained block's activations moved
+    assert naive["fvu"]["sae"] != pre["fvu"]["sae"]
+    text = (tmp_path / "sep-lm.md").read_text()
+    assert "| text-v1 | block2" in text and "| text-v1 (naive) | block2" in text
+    assert "Holm-corrected over all 16 tests" in text and "of 2 model states" in text
+
+
 def _with(args: list[str], flag: str, value: str) -> list[str]:
     """``args`` with ``flag``'s value replaced (appended when absent)."""
     if flag not in args:
