@@ -7,7 +7,10 @@ Seed 001 (Ning, Xue, Lou and Guo, "From Weights to Features: SAE-Guided Activati
 Regularization for LLM Continual Learning", arXiv 2606.26629, 2026) reports that "task-relevant
 representations are linearly separable in the SAE feature basis but not in the weight basis".
 The paper's protocol is not public; this script is our operationalisation, on clbench's streams
-and models (an MLP on vision streams, not an LLM).
+and models (an MLP on vision streams, not an LLM). The language model, the paper's own setting,
+has its page from the same probe, statistics and tables (:class:`Layout`), made by
+``--streams text-v1 --model smollm2-135m`` (``leaderboard/separability-lm.md``; its bases and
+their sketched weight gradients in :mod:`separability_lm`'s docstring).
 
 **Model.** For training seed ``s``, clbench trains ``--model`` (default ``mlp``, 400-400) with
 strategy ``naive`` and ``mono.when=off`` through :func:`clbench.run.runner.run` (plus
@@ -84,6 +87,7 @@ import math
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +125,24 @@ BASES = {"sae_all": "SAE (all tasks)", "sae_exp0": "SAE (task 0)", "neurons": "n
 #: the paired comparisons: SAE (all tasks) against each of these
 AGAINST = ("weights", "weights_pred", "neurons", "random")
 PROBES = {"dense": "probe on all features", "sparse": "sparse probe"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a page compares: ``bases`` (key -> table heading, in table order), ``ref`` (the SAE
+    basis every paired test starts from), ``against`` (basis -> how the findings name it) and
+    ``unit``, what a page's row sets are (streams; a language model's states)."""
+
+    bases: dict[str, str]
+    ref: str
+    against: dict[str, str]
+    unit: str = "streams"
+
+
+#: the MLP page (this module); the language model's is ``separability_lm.LAYOUT``
+MLP = Layout(BASES, "sae_all", {"weights": "weights", "weights_pred": "weight gradients at y^",
+                                "neurons": "neurons", "random": "a random dictionary"})
+assert tuple(MLP.against) == AGAINST
 #: the most projection matrix bytes allowed (D x m float32)
 MAX_PROJECTION_BYTES = 4 << 30
 VERSION = 2
@@ -289,13 +311,14 @@ def _acc(rs: list[dict], probe: str, basis: str) -> np.ndarray:
     return np.array([r["probe"][probe][basis] for r in rs])
 
 
-def comparisons(recs: dict[str, list[dict]]) -> list[dict[str, Any]]:
-    """One paired test per (stream, probe, basis in AGAINST), Holm-corrected over all of them."""
+def comparisons(recs: dict[str, list[dict]], layout: Layout = MLP) -> list[dict[str, Any]]:
+    """One paired test per (stream, probe, basis in ``layout.against``), Holm-corrected over all
+    of them."""
     tests = []
     for stream, rs in recs.items():
         for probe in PROBES:
-            sae = {r["seed"]: r["probe"][probe]["sae_all"] for r in rs}
-            for b in AGAINST:
+            sae = {r["seed"]: r["probe"][probe][layout.ref] for r in rs}
+            for b in layout.against:
                 other = {r["seed"]: r["probe"][probe][b] for r in rs}
                 tests.append({"stream": stream, "probe": probe, "basis": b,
                               "test": paired_test(sae, other)})
@@ -304,29 +327,28 @@ def comparisons(recs: dict[str, list[dict]]) -> list[dict[str, Any]]:
     return tests
 
 
-def _verdict(t: dict[str, Any]) -> str:
+def _verdict(t: dict[str, Any], layout: Layout = MLP) -> str:
     if not t["holm"] < 0.05:
         return "no difference shown"
-    return "SAE higher" if t["test"].diff > 0 else f"{BASES[t['basis']]} higher"
+    return "SAE higher" if t["test"].diff > 0 else f"{layout.bases[t['basis']]} higher"
 
 
-def findings(stream: str, rs: list[dict], tests: list[dict]) -> list[str]:
+def findings(stream: str, rs: list[dict], tests: list[dict], layout: Layout = MLP) -> list[str]:
     """Plain statements of what holds on ``stream`` (dense probe)."""
-    chance = 1 / rs[0]["n_experiences"]
-    acc = {b: _acc(rs, "dense", b) for b in BASES}
+    chance, ref = 1 / rs[0]["n_experiences"], layout.ref
+    acc = {b: _acc(rs, "dense", b) for b in layout.bases}
     above = {b: len(v) > 1 and v.mean() - ci95(v) > chance for b, v in acc.items()}
     t = {x["basis"]: x for x in tests if x["stream"] == stream and x["probe"] == "dense"}
     pct = {b: f"{100 * v.mean():.1f}%" for b, v in acc.items()}
     out = [f"**{stream}** (chance {100 * chance:.1f}%)", "",
-           f"  - Separable in the SAE basis ({pct['sae_all']}, interval above chance): "
-           + ("holds." if above["sae_all"] else "does not hold.")]
+           f"  - Separable in the SAE basis ({pct[ref]}, interval above chance): "
+           + ("holds." if above[ref] else "does not hold.")]
     for b in ("weights", "weights_pred"):
-        out.append(f"  - Not separable in the weight basis, {BASES[b]}: " + (
+        out.append(f"  - Not separable in the weight basis, {layout.bases[b]}: " + (
             f"does not hold: it separates tasks too ({pct[b]})." if above[b]
             else "holds: not distinguishable from chance."))
-    for b, what in (("weights", "weights"), ("weights_pred", "weight gradients at y^"),
-                    ("neurons", "neurons"), ("random", "a random dictionary")):
-        x, n_up = t[b], int(sum(r["probe"]["dense"]["sae_all"] > r["probe"]["dense"][b] for r in rs))
+    for b, what in layout.against.items():
+        x, n_up = t[b], int(sum(r["probe"]["dense"][ref] > r["probe"]["dense"][b] for r in rs))
         d = (f"SAE − other {100 * x['test'].diff:+.1f} ± {100 * x['test'].half_width:.1f} pp, "
              f"SAE higher on {n_up} of {len(rs)} seeds, paired p = {x['test'].p_value:.3f}, "
              f"Holm p = {x['holm']:.3f}")
@@ -343,7 +365,7 @@ def findings(stream: str, rs: list[dict], tests: list[dict]) -> list[str]:
     return out
 
 
-def overall(recs: dict[str, list[dict]], tests: list[dict]) -> str:
+def overall(recs: dict[str, list[dict]], tests: list[dict], layout: Layout = MLP) -> str:
     """One sentence: on how many streams the claim, and its weaker form, holds (dense probe)."""
     dense = {(t["stream"], t["basis"]): t for t in tests if t["probe"] == "dense"}
     n = len(recs)
@@ -356,13 +378,13 @@ def overall(recs: dict[str, list[dict]], tests: list[dict]) -> str:
         v = _acc(rs, "dense", basis)
         return not v.mean() - ci95(v) > 1 / rs[0]["n_experiences"]
 
-    strong = [st for st, rs in recs.items() if not at_chance(rs, "sae_all")
+    strong = [st for st, rs in recs.items() if not at_chance(rs, layout.ref)
               and at_chance(rs, "weights") and at_chance(rs, "weights_pred")]
-    weak = {b: [st for st in recs if sig(st, b, +1)] for b in AGAINST}
-    worse = {b: [st for st in recs if sig(st, b, -1)] for b in AGAINST}
+    weak = {b: [st for st in recs if sig(st, b, +1)] for b in layout.against}
+    worse = {b: [st for st in recs if sig(st, b, -1)] for b in layout.against}
     say = lambda sts: f"{len(sts)} of {n}" + (f" ({', '.join(sts)})" if sts else "")  # noqa: E731
     return (f"The claim as stated (separable in the SAE basis, not in the weight basis) holds on "
-            f"{say(strong)} streams. SAE codes are significantly more separable than the weight "
+            f"{say(strong)} {layout.unit}. SAE codes are significantly more separable than the weight "
             f"basis on {say(weak['weights'])} and less on {say(worse['weights'])}; than the "
             f"label-free weight basis (gradient at y^) more on {say(weak['weights_pred'])} and less "
             f"on {say(worse['weights_pred'])}; than neurons more on {say(weak['neurons'])} and less "
@@ -392,10 +414,15 @@ def page_lines(recs: dict[str, list[dict]], cmd: str) -> list[str]:
         f"the class determines the task); weights at y^ = the same at the model's predicted class "
         f"(no label). Mean ± 95% t-interval over seeds "
         f"{','.join(map(str, seeds))}, accuracy in %.", ""]
-    return lines + accuracy_tables(recs) + tests_table(tests) + [
+    return lines + accuracy_tables(recs) + conclusions(recs, tests)
+
+
+def conclusions(recs: dict[str, list[dict]], tests: list[dict], layout: Layout = MLP) -> list[str]:
+    """The paired tests' table, then what holds on each stream, then the overall sentence."""
+    return tests_table(tests, layout) + [
         "", "## What holds (dense probe)", "",
-        *(line for st, rs in recs.items() for line in [*findings(st, rs, tests), ""]),
-        "**Overall.** " + overall(recs, tests)]
+        *(line for st, rs in recs.items() for line in [*findings(st, rs, tests, layout), ""]),
+        "**Overall.** " + overall(recs, tests, layout)]
 
 
 def accuracy_tables(recs: dict[str, list[dict]]) -> list[str]:
@@ -411,28 +438,34 @@ def accuracy_tables(recs: dict[str, list[dict]]) -> list[str]:
                      f"({100 / r0['n_experiences']:.1f}) | {r0['rows_per_experience']} | "
                      f"{_cell(fin)} | " + " | ".join(_cell(_acc(rs, "dense", b)) for b in BASES)
                      + f" | {len(rs)} |")
-    lines += ["", f"## Sparse probe, the {s['sparse_k']} features of largest ANOVA F", "",
-              "| stream | " + " | ".join(BASES.values()) + " |", "|---" * (1 + len(BASES)) + "|"]
-    lines += [f"| {stream} | " + " | ".join(_cell(_acc(rs, "sparse", b)) for b in BASES) + " |"
-              for stream, rs in recs.items()]
-    return lines + ["", "SAE FVU on the probe rows' activations (mean over seeds): "
+    return lines + sparse_table(recs) + ["", "SAE FVU on the probe rows' activations (mean over seeds): "
                     + "; ".join(f"{st} all tasks {np.mean([r['fvu']['sae_all'] for r in rs]):.2f}, "
                                 f"task 0 {np.mean([r['fvu']['sae_exp0'] for r in rs]):.2f}, random "
                                 f"{np.mean([r['fvu']['random'] for r in rs]):.2f}"
                                 for st, rs in recs.items()) + ".", ""]
 
 
-def tests_table(tests: list[dict]) -> list[str]:
+def sparse_table(recs: dict[str, list[dict]], layout: Layout = MLP) -> list[str]:
+    """The sparse probe's accuracy table (mean ± 95% t-interval, %)."""
+    k, b = next(iter(recs.values()))[0]["settings"]["sparse_k"], layout.bases
+    return ["", f"## Sparse probe, the {k} features of largest ANOVA F", "",
+            "| stream | " + " | ".join(b.values()) + " |", "|---" * (1 + len(b)) + "|",
+            *(f"| {stream} | " + " | ".join(_cell(_acc(rs, "sparse", x)) for x in b) + " |"
+              for stream, rs in recs.items())]
+
+
+def tests_table(tests: list[dict], layout: Layout = MLP) -> list[str]:
     """The paired tests, one row each."""
-    lines = ["## SAE (all tasks) − other basis, percentage points (paired t-test over seeds, "
+    lines = [f"## {layout.bases[layout.ref]} − other basis, percentage points (paired t-test "
+             "over seeds, "
              f"Holm-corrected over all {len(tests)} tests of this page)", "",
              "| stream | probe | other basis | difference (95% CI) | seeds | paired p | Holm p "
              "| verdict |", "|---|---|---|---|---|---|---|---|"]
     for t in tests:
         x = t["test"]
-        lines.append(f"| {t['stream']} | {t['probe']} | {BASES[t['basis']]} | "
+        lines.append(f"| {t['stream']} | {t['probe']} | {layout.bases[t['basis']]} | "
                      f"{100 * x.diff:+.1f} ± {100 * x.half_width:.1f} | {x.n} | {x.p_value:.3f} | "
-                     f"{t['holm']:.3f} | {_verdict(t)} |")
+                     f"{t['holm']:.3f} | {_verdict(t, layout)} |")
     return lines
 
 
@@ -445,7 +478,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--rows", type=int, default=200, help="probe rows per experience")
-    ap.add_argument("--sae-steps", type=int, default=d.sae_steps)
+    ap.add_argument("--sae-steps", type=int, default=None,
+                    help=f"SAE training steps (default {d.sae_steps}; text-v1: the pretrained "
+                         "SAE's, 2000)")
     ap.add_argument("--max-samples", type=int, default=d.max_samples,
                     help="SAE training rows per experience")
     ap.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the probe")
@@ -456,6 +491,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-resume", action="store_true", help="redo runs found in --results")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=None, help="write the Markdown table here")
+    lm = ap.add_argument_group("text-v1 (language model; separability_lm.py)")
+    lm.add_argument("--lm-states", default="pretrained",
+                    help="model states to probe: pretrained and/or naive (comma-separated)")
+    lm.add_argument("--sketch-nnz", type=int, default=4,
+                    help="non-zeros per column of the gradient sketch (1: CountSketch)")
+    lm.add_argument("--corpus-passages", type=int, default=None,
+                    help=f"KJV passages of the pretrained SAE's corpus (default {d.corpus_passages})")
+    lm.add_argument("--corpus-glosses", type=int, default=None,
+                    help=f"WordNet glosses of the pretrained SAE's corpus (default {d.corpus_glosses})")
     return ap.parse_args(argv)
 
 
@@ -468,9 +512,16 @@ def check(a: argparse.Namespace) -> tuple[list[str], list[int]]:
         raise ClbenchError(f"--seeds {a.seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
     if not streams or not seeds:
         raise ClbenchError("give at least one stream (--streams) and one seed (--seeds)")
-    if a.rows < 2 or a.sparse_k < 1 or a.sae_steps < 1 or a.max_samples < 1 or not a.C > 0:
+    if a.rows < 2 or a.sparse_k < 1 or (a.sae_steps or 1) < 1 or a.max_samples < 1 or not a.C > 0:
         raise ClbenchError("--rows must be >= 2, --sparse-k, --sae-steps and --max-samples >= 1, "
                            "--C > 0")
+    text = [st for st in streams if st in STREAMS and STREAMS.get(st).obj.family == "text"]
+    if text and (len(text) != len(streams) or text != ["text-v1"]):
+        raise ClbenchError(f"--streams {a.streams!r}: text-v1 makes its own page (a language "
+                           f"model); give --streams text-v1 alone")
+    if text:
+        resolve_config("text-v1", "naive", a.model, overrides=list(a.set))
+        return streams, seeds
     for st in streams:
         if STREAMS.get(st).obj.task_incremental:
             raise ClbenchError(f"stream {st!r} is task-incremental: the model is given task "
@@ -487,9 +538,15 @@ def main(argv: list[str] | None = None) -> int:
     except ClbenchError as e:
         print(f"separability: error: {e}", file=sys.stderr)
         return 2
+    cmd = " ".join(["python", "ci/separability.py", *(sys.argv[1:] if argv is None else argv)])
+    if streams == ["text-v1"]:
+        import separability_lm
+        with threadpool_limits(1):
+            return separability_lm.main_lm(a, seeds, cmd)
     d = SAERegConfig()
     settings = {"version": VERSION, "model": a.model, "set": list(a.set), "rows": a.rows,
-                "sae": d.sae, "expansion": d.expansion, "k": d.k, "sae_steps": a.sae_steps,
+                "sae": d.sae, "expansion": d.expansion, "k": d.k,
+                "sae_steps": d.sae_steps if a.sae_steps is None else a.sae_steps,
                 "max_samples": a.max_samples, "C": a.C, "sparse_k": a.sparse_k}
     recs: dict[str, list[dict]] = {}
     with threadpool_limits(1):
@@ -512,7 +569,6 @@ def main(argv: list[str] | None = None) -> int:
                       f"{100 * rec['final_accuracy']:.1f}, probe % {acc}", file=sys.stderr,
                       flush=True)
                 recs.setdefault(st, []).append(rec)
-    cmd = " ".join(["python", "ci/separability.py", *(sys.argv[1:] if argv is None else argv)])
     text = render(recs, cmd)
     if a.out:
         write_text_atomic(a.out, text)
