@@ -2,6 +2,7 @@
 
     $ python ci/bench.py sae             # 100_000 x 256 acts, n_latents 2048, k 32, batch 4096
     $ python ci/bench.py sae --quick     # 20_000 x 128, n_latents 1024, k 16, batch 2048
+    $ python ci/bench.py sae --lm        # the LM SAE: 100_000 x 576, 4608 latents, k 32, batch 1024
 
 Trains :class:`clbench.sae.topk.TopKSAE` with :func:`clbench.sae.train.train_sae` on a fixed
 random activation matrix and, in the same run, times square fp32 ``torch.mm`` of comparable
@@ -38,6 +39,9 @@ from clbench.sae.train import SAETrainConfig, train_sae
 
 DEFAULT = {"n": 100_000, "d": 256, "m": 2048, "k": 32, "batch": 4096, "steps": 24}
 QUICK = {"n": 20_000, "d": 128, "m": 1024, "k": 16, "batch": 2048, "steps": 10}
+#: the shape of ``clbench sae fit --model smollm2-135m`` (d = 576, expansion 8, k 32, 1024
+#: tokens per step, a 100,000-token buffer): the LM SAE's rate, which depends on the shape only
+LM = {"n": 100_000, "d": 576, "m": 4608, "k": 32, "batch": 1024, "steps": 24}
 
 
 def matmul_gflops(n: int, repeats: int = 7) -> float:
@@ -60,12 +64,14 @@ def step_flops(batch: int, d: int, m: int, k: int) -> tuple[int, int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench.py sae", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (seconds, for CI)")
+    p.add_argument("--lm", action="store_true",
+                   help="the LM SAE's shape (clbench sae fit --model smollm2-135m)")
     for name, value in DEFAULT.items():
         p.add_argument(f"--{name}", type=int, default=None, help=f"default {value}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
-    for name, value in (QUICK if args.quick else DEFAULT).items():
+    for name, value in (QUICK if args.quick else LM if args.lm else DEFAULT).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     return args
