@@ -213,7 +213,8 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
     model, ts = build_text_run(cfg)
     stream, train = ts.stream, cfg.train
     model.to(train.get("device", "cpu"))
-    strategy, specs, method_plugins, bridge = make_strategy(cfg, model, stream, extra_plugins, [])
+    strategy, specs, method_plugins, bridge = make_strategy(cfg, model, stream, extra_plugins, [],
+                                                            extras={"text_stream": ts})
     scorer = TextScorer(ts, model.tokenizer, train["eval_batch_size"])
     ckpts = trained_part_checkpoints(model) if cfg.keep_checkpoints else None
     prefix = warm_prefix(model, ts, train["eval_batch_size"])
