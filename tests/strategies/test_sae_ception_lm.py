@@ -184,6 +184,18 @@ def test_a_text_run_with_sae_ception_records_each_experience(text_files: dict[st
         else:
             assert rec["sae_ception_aux"] == "off: no class labels"
             assert rec["sae_ception_cycles"] == 0
+    # monosemanticity of the hooked block before and after, on the classification rows
+    mono = r.extra["mono_lm"]
+    assert mono["layer"] == "block3" and mono["pool"] == "prompt_end"
+    for when in ("before", "after"):
+        m = mono[when]
+        assert m["rows_eval"] == 2 * 2 and m["rows_train"] == 2 * 3   # 2 tasks x n_test, n_train
+        assert 0.0 <= m["neuron_u_hy"] <= 1.0 and -1.0 <= m["mono_csi"] <= 1.0
+        assert m["sae_fvu"] >= 0.0
+    assert mono["before"]["neuron_csi"] != mono["after"]["neuron_csi"]   # the model moved
+    from clbench.results import validate
+
+    validate(r.to_json())
 
 
 def test_bad_settings_on_text_are_one_clear_error(text_files: dict[str, Path]) -> None:
