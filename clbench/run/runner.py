@@ -70,16 +70,19 @@ def build_model(cfg: RunConfig, stream: Stream) -> nn.Module:
 
 def make_strategy(cfg: RunConfig, model: nn.Module, stream: Stream,
                   extra_plugins: list[Any] | None, tail: list[Any],
-                  evaluator: EvaluationPlugin | None = None) -> tuple[Any, list[Any], list[Any], Bridge]:
+                  evaluator: EvaluationPlugin | None = None, *,
+                  extras: dict[str, Any] | None = None) -> tuple[Any, list[Any], list[Any], Bridge]:
     """The run's Avalanche strategy: the method's template (Naive unless it is one of
     Avalanche's strategy classes) with its plugins, then ``extra_plugins``, clbench's
     :class:`FastDataPlugin` and :class:`DivergenceGuard`, then ``tail`` (the runner's recorders);
     cross-entropy criterion, the run's optimizer and batch sizes. Returns the strategy, the
-    method specs, the method's own plugins and the :class:`Bridge` of ``stream``."""
+    method specs, the method's own plugins and the :class:`Bridge` of ``stream``. ``extras``
+    join the methods' :class:`BuildContext` extras (the text runner's tokenized stream)."""
     train = cfg.train
     ctx = BuildContext(stream=stream, model=model, batch_size=train["batch_size"],
                        epochs=train["epochs"], seed=cfg.seed,
-                       extras={"data_root": cfg.data_root, "train": dict(train)})
+                       extras={"data_root": cfg.data_root, "train": dict(train),
+                               **(extras or {})})
     specs = parse_combo(cfg.strategy)
     template, method_plugins = build_components(specs, cfg.strategy_params, ctx)
     bridge = Bridge(stream)

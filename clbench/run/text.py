@@ -22,6 +22,11 @@ parameters, so methods store state for those only, and a
 :class:`~clbench.models.lm.PrefixCache` on the model computes the frozen blocks once per
 distinct row for the whole run (training, scoring and prose).
 
+Monosemanticity (``mono.when`` not ``off``): the final block's (``mono.layer`` to choose)
+SAE codes and MLP neurons on the classification tasks' rows, before any training and after
+the stream, in ``result.extra["mono_lm"]["before"]`` / ``["after"]`` (:mod:`clbench.run.text_mono`,
+its cost there).
+
 Scoring (after no training, then after each experience, every task): ``generate`` tasks by
 greedy exact match at the token level (:func:`~clbench.data.text_stream.greedy_match`),
 ``choice`` tasks by the choices' summed log-likelihood (lm-evaluation-harness's ``acc``), the
@@ -213,7 +218,8 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
     model, ts = build_text_run(cfg)
     stream, train = ts.stream, cfg.train
     model.to(train.get("device", "cpu"))
-    strategy, specs, method_plugins, bridge = make_strategy(cfg, model, stream, extra_plugins, [])
+    strategy, specs, method_plugins, bridge = make_strategy(cfg, model, stream, extra_plugins, [],
+                                                            extras={"text_stream": ts})
     scorer = TextScorer(ts, model.tokenizer, train["eval_batch_size"])
     ckpts = trained_part_checkpoints(model) if cfg.keep_checkpoints else None
     prefix = warm_prefix(model, ts, train["eval_batch_size"])
@@ -234,6 +240,16 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
         p = scorer.prose_perplexity(strategy.model)
         return row, p, time.perf_counter() - t0
 
+    mono_on = score and cfg.mono["when"] != "off"
+    mono_layer = cfg.mono["layer"] or f"block{model.n_layers - 1}"
+    mono: dict[str, Any] = {}
+
+    def measure_mono() -> dict[str, Any]:
+        from clbench.data.text_classes import RowClasses
+        from clbench.run.text_mono import text_mono
+
+        return text_mono(strategy.model, ts, RowClasses.of(ts), mono_layer, cfg.mono, cfg.seed)
+
     key = pretrained_key(model, ts, train) if score else None
     reused = key is not None and key in _PRETRAINED
     with PeakRSS() as rss:
@@ -246,6 +262,8 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
                 if key is not None:
                     _PRETRAINED[key] = (list(b), p0, t_eval0)
             ppl.append(p0)
+            if mono_on:
+                mono["before"] = measure_mono()
             steps = [bm.train_stream] if offline else list(bm.train_stream)[:experiences]
             for i, exp in enumerate(steps):
                 t0 = time.perf_counter()
@@ -270,6 +288,8 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
                     ckpts.add(i, strategy.model)
                 if progress:
                     progress(i + 1, len(steps))
+            if mono_on:
+                mono["after"] = measure_mono()
         except DivergedError as e:
             status, error = "failed", str(e)
         except Exception as e:  # a bug in a method must not stop a sweep; keep the trace
@@ -304,4 +324,7 @@ def run_text(cfg: RunConfig, progress: Progress | None = None,
     result.extra["pretrained_eval_seconds"] = t_eval0
     result.extra["pretrained_row_reused"] = reused
     result.extra["prefix"] = prefix   # the frozen prefix's states, computed before timing
+    if mono:   # the hooked block's SAE codes and MLP neurons, before and after the stream
+        result.extra["mono_lm"] = {"layer": mono_layer, "pool": "prompt_end",
+                                   "settings": dict(cfg.mono), **mono}
     return result

@@ -158,3 +158,60 @@ class LayerTap:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.remove()
+
+
+def prompt_end(x: Tensor) -> Tensor:
+    """``[B]`` long: in each packed text row ``x [B, 3, T]`` (ids, mask, predict mask;
+    :mod:`clbench.data.text_stream`), the position of the prompt's last token, the first one
+    whose predict mask is 1: the state the answer's first token is read from. It is a real
+    token, never padding, and it has not seen the answer."""
+    if x.dim() != 3 or x.shape[1] < 3:
+        raise ClbenchError(f"prompt_end needs packed rows [B, 3, T], got {tuple(x.shape)}")
+    predict = x[:, 2].bool()
+    if not bool(predict.any(dim=1).all()):
+        raise ClbenchError("a packed row has no answer position (its predict mask is all 0)")
+    return predict.long().argmax(dim=1)
+
+
+def at_prompt_end(raw: Tensor, x: Tensor) -> Tensor:
+    """``[B, d]``: a token layer's output ``raw [B, T, d]`` at each row's :func:`prompt_end`
+    (indexing keeps the graph)."""
+    pos = prompt_end(x).to(raw.device)
+    return raw[torch.arange(len(raw), device=raw.device), pos]
+
+
+@torch.no_grad()
+def capture_prompt_end(model: nn.Module, layer: str, x: Tensor, batch_size: int = 64) -> Tensor:
+    """``[N, d]``: ``layer``'s output at each packed row's :func:`prompt_end`, eval mode, no
+    autograd, on ``x``'s device. A model with a ``prefix_cache`` (the text runner's language
+    model) reads its frozen prefix from it instead of recomputing the prefix."""
+    module = hook_module(model, layer)
+    outs: list[Tensor] = []
+    cache = getattr(model, "prefix_cache", None)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    rows: list[Tensor] = []
+
+    def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+        raw = raw_output(out)
+        if raw.dim() != 3:
+            raise ClbenchError(f"layer {layer!r} has no tokens: its output is {tuple(raw.shape)}")
+        outs.append(at_prompt_end(raw, rows[-1]).to(x.device))
+        raise _Captured
+
+    handle = module.register_forward_hook(hook)
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            rows.append(x[start:start + batch_size].to(device))
+            try:
+                if cache is not None:
+                    model.forward_features(rows[-1], prefix_cache=cache)
+                else:
+                    getattr(model, "forward_features", model)(rows[-1])
+            except _Captured:
+                pass
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(outs) if outs else x.new_zeros(0, 0, dtype=torch.float32)

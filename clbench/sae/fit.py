@@ -47,6 +47,14 @@ def fit_layer_sae(model: nn.Module, layer: str, x: Tensor, *, kind: str, expansi
     SAE) live on ``x``'s device."""
     with torch.random.fork_rng(devices=[]):
         acts = capture_tokens(model, layer, x) if tokens else capture(model, layer, x)
+    return fit_sae(acts, kind=kind, expansion=expansion, k=k, steps=steps, seed=seed)
+
+
+def fit_sae(acts: Tensor, *, kind: str, expansion: int, k: int, steps: int,
+            seed: int) -> FittedSAE:
+    """:func:`fit_layer_sae` on activations ``acts [N, d]`` already recorded (e.g. one token per
+    row, :func:`clbench.sae.capture.capture_prompt_end`): the same sizes, seed and forked RNG."""
+    with torch.random.fork_rng(devices=[]):
         d = acts.shape[1]
         cfg = SAETrainConfig(n_latents=expansion * d, k=min(k, d), lr=SAE_LR, steps=steps,
                              batch_size=min(SAE_BATCH, len(acts)), seed=seed)
@@ -55,4 +63,4 @@ def fit_layer_sae(model: nn.Module, layer: str, x: Tensor, *, kind: str, expansi
     return FittedSAE(sae, acts, stats)
 
 
-__all__ = ["SAE_BATCH", "SAE_LR", "FittedSAE", "fit_layer_sae"]
+__all__ = ["SAE_BATCH", "SAE_LR", "FittedSAE", "fit_layer_sae", "fit_sae"]

@@ -347,10 +347,11 @@ def test_cli_runs_text_v1_and_ranks_it(text_files: dict[str, Path], tmp_path: Pa
     assert "prose ppl ratio" in capsys.readouterr().out
     # a second run resumes: nothing is re-run
     assert main(args) == 0 and "2 results in" in capsys.readouterr().out
-    # sae-ception needs class labels: a clear error, no result file
-    bad = [a if a != "naive,ewc" else "sae-ception" for a in args]
+    # a method hooked in the frozen prefix: a clear error, no result file
+    bad = [a if a != "naive,ewc" else "sae-ception" for a in args] + [
+        "--set", "sae-ception.layer=block0"]
     assert main(bad) == 2
-    assert "sae-ception sharpens per class" in capsys.readouterr().err
+    assert "frozen prefix" in capsys.readouterr().err
     # no result and no lock (the cell's folder itself may remain, empty, from its lock)
     assert not [p for p in tmp_path.glob("text-v1/smollm2-135m/sae-ception*/*")]
     assert not list(tmp_path.glob("text-v1/smollm2-135m/sae-ception*/.*"))
