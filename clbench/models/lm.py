@@ -396,12 +396,28 @@ class CausalLMModel(CLModel):
 
     def forward_features(self, x: Tensor, attention_mask: Tensor | None = None, *,
                          prefix_cache: PrefixCache | None = None) -> Tensor:
+        """The final norm's output ``[B, T, d]``; the frozen prefix comes from ``prefix_cache``
+        when one is given, else is computed (see :meth:`prefix_cache_for`)."""
         ids, mask = self._unpack(x, attention_mask)
         self._mask = mask
         hidden = (prefix_cache.lookup(ids, mask) if prefix_cache is not None
                   else self.embed_prefix(ids, mask))
         hidden = self.run_blocks(hidden, mask, self.train_start, self.n_layers)
         return self.lm.model.norm(hidden)
+
+    def prefix_cache_for(self, module: nn.Module) -> PrefixCache | None:
+        """The cache a reader of ``module``'s output may run :meth:`forward_features` with: the
+        model's :attr:`prefix_cache` when ``module`` lies in the trained part (its input is the
+        prefix's output, so looking the prefix up changes nothing it sees), None for a module of
+        the frozen prefix (it must run to be seen). :func:`clbench.sae.capture.capture` uses it,
+        so hook-layer readers (sae-reg's reference at ``theta*`` every step, mask building,
+        SAE-ception's captures) skip the frozen prefix as training does."""
+        if self.prefix_cache is None:
+            return None
+        base = self.lm.model
+        frozen = [base.embed_tokens, *base.layers[:self.train_start]]
+        inside = any(module is m or any(module is sub for sub in m.modules()) for m in frozen)
+        return None if inside else self.prefix_cache
 
     def forward(self, x: Tensor, attention_mask: Tensor | None = None, *,  # type: ignore[override]
                 prefix_cache: PrefixCache | None = None) -> Tensor:

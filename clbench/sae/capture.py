@@ -83,10 +83,13 @@ def _run_to_layer(model: nn.Module, module: nn.Module, hook: Callable[..., None]
     # every hook layer lies on the feature path, so run that: a multi-head model's forward
     # would also need task labels, which the features do not
     forward = getattr(model, "forward_features", model)
+    # a language model's frozen prefix is looked up, not rerun, when the layer is past it
+    cache_for = getattr(model, "prefix_cache_for", None)
+    kwargs = {"prefix_cache": cache_for(module)} if cache_for is not None else {}
     try:
         for start in range(0, x.shape[0], batch_size):
             try:
-                forward(x[start:start + batch_size].to(device))
+                forward(x[start:start + batch_size].to(device), **kwargs)
             except _Captured:
                 pass
     finally:

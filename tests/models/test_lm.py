@@ -58,6 +58,35 @@ def test_cached_prefix_output_equals_the_full_model(tiny_lm_dir: Path, side: str
         torch.testing.assert_close(out[real], full[real], atol=1e-5, rtol=1e-5)
 
 
+def test_hook_layer_readers_use_the_models_own_prefix_cache(tiny_lm_dir: Path) -> None:
+    """capture (and so sae-reg's reference at theta*, a deepcopy sharing the cache) reads the
+    frozen prefix from model.prefix_cache instead of recomputing it every call."""
+    import copy
+
+    from clbench.models.lm import pack
+    from clbench.sae.capture import capture, capture_tokens
+    model, tok = build(tiny_lm_dir, train_blocks=1)
+    b = answer_batch(tok, EXAMPLES)
+    x = pack(b["input_ids"], b["attention_mask"])
+    layer = f"block{model.train_start}"   # the first trained block
+    uncached = capture(model, layer, x)
+    model.prefix_cache = PrefixCache(model)
+    first = capture(model, layer, x)
+    computed = model.prefix_cache.computed
+    assert computed == len(EXAMPLES)
+    frozen = copy.deepcopy(model)
+    assert frozen.prefix_cache is model.prefix_cache
+    again, tokens = capture(frozen, layer, x), capture_tokens(frozen, layer, x)
+    assert model.prefix_cache.computed == computed   # nothing recomputed
+    for out in (first, again):
+        torch.testing.assert_close(out, uncached, atol=1e-5, rtol=1e-5)
+    assert tokens.shape == (int(b["attention_mask"].sum()), model.feature_dim)
+    # a layer of the frozen prefix must run to be seen: it is read without the cache
+    inside = capture(model, "block0", x)
+    model.prefix_cache = None
+    torch.testing.assert_close(inside, capture(model, "block0", x))
+
+
 def test_cache_rows_do_not_depend_on_padding(tiny_lm_dir: Path) -> None:
     model, tok = build(tiny_lm_dir, train_blocks=1)
     cache = PrefixCache(model)
