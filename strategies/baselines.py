@@ -115,9 +115,11 @@ def ewc(p: dict[str, Any], ctx: BuildContext) -> EWCPlugin:
 
 
 # mnist family: the best of 5 trials (2 per searched parameter) on perm-fmnist's validation
-# split, leaderboard/tuning.md (ci/tune.py --per-dim 2)
+# split, leaderboard/tuning.md (ci/tune.py --per-dim 2). Text family: the best of lambda 1e2,
+# 1e4, 1e5 (decay 0.9) on text-v1's validation split (leaderboard/tuning-lm.md)
 @register_strategy("ewc-online", defaults={"ewc_lambda": 100.0, "decay_factor": 0.9},
-                   family_defaults={"mnist": {"ewc_lambda": 3644.0, "decay_factor": 0.857}},
+                   family_defaults={"mnist": {"ewc_lambda": 3644.0, "decay_factor": 0.857},
+                                    "text": {"ewc_lambda": 100000.0}},
                    description="online EWC: one running Fisher (Schwarz et al. 2018)")
 def ewc_online(p: dict[str, Any], ctx: BuildContext) -> EWCPlugin:
     return EWCPlugin(ewc_lambda=p["ewc_lambda"], mode="online", decay_factor=p["decay_factor"])
@@ -130,6 +132,8 @@ def si(p: dict[str, Any], ctx: BuildContext) -> SynapticIntelligencePlugin:
     return CPUSafeSI(si_lambda=p["si_lambda"])
 
 
+# text family: the registered alpha 1 was the best of alpha 1, 4, 16 (temperature 2) on text-v1's
+# validation split (leaderboard/tuning-lm.md), so the text family keeps it
 @register_strategy("lwf", defaults={"alpha": 1.0, "temperature": 2.0},
                    check=positive("lwf", "temperature"),
                    family_defaults={"mnist": {"alpha": 0.1021, "temperature": 3.23}},
