@@ -186,6 +186,16 @@ layer, corpus, settings) from ``$CLBENCH_CACHE/sae/``. Every experience's record
 dictionary controls keep ``expansion`` and ``k`` and ignore it. The hooked layer must be in the
 trained part of the model: a block of the frozen prefix cannot move, so it is refused.
 
+**Cost** (text-v1, ``python ci/bench_lm.py cost``, ``leaderboard/bench-lm.md``). Each step adds
+to naive's: the reference ``f(x; theta*)``, computed once per row per experience (``theta*`` is
+frozen, so later epochs look it up); the live features of the masked latents only (the penalty
+reads no other column); and the ablate guide, which runs only what lies above ``L`` on the
+training forward's own output at ``L`` (:meth:`clbench.models.lm.CausalLMModel.resume_from`)
+with a sparse decode of the ``k`` selected latents. Each experience's end adds one importance
+pass over its rows. What is left is mostly the guide's pass through the output head (the
+vocabulary matmul at every answer token, forward and backward), the price of ``guide=ablate``;
+``guide_lam=0`` drops it.
+
 **In any Avalanche script**: ``Naive(model, opt, criterion, plugins=[SAERegPlugin("fc2",
 SAERegConfig(lam=1.0), seed=0)])``. "Current data" is ``strategy.experience.dataset`` (at most
 ``max_samples`` seeded rows, :func:`clbench.run.fastdata.experience_rows`); ``l_n`` and the ``ablate``
@@ -228,6 +238,9 @@ Dictionary = Literal["sae", "random", "neurons"]
 PoolMode = Literal["inputs", "codes"]
 #: ``sae_path`` naming the model's pretrained SAE (:func:`clbench.sae.lm_fit.pretrained_sae`)
 PRETRAINED = "pretrained"
+#: at most this many bytes of reference features ``f(x; theta*)`` are held per experience
+#: (text-v1: 200 rows x 4608 latents x 4 B = 3.7 MB)
+REFERENCE_CACHE_BYTES = 256 * 2**20
 #: rows per batch of the importance pass (token layers: ``[B, T, m]`` codes per batch)
 IMPORTANCE_BATCH, IMPORTANCE_BATCH_TOKENS = 256, 16
 RHOS, IMPORTANCES, GUIDES = get_args(Rho), get_args(Importance), get_args(Guide)
@@ -399,7 +412,7 @@ class FeatureMap(Protocol):
 
     def attach(self, model: nn.Module) -> None: ...
     def detach(self) -> None: ...
-    def live(self, model: nn.Module) -> Tensor: ...
+    def live(self, model: nn.Module, idx: Tensor | None = None) -> Tensor: ...
     def reference(self, x: Tensor) -> Tensor: ...
     def values_and_grads(self, model: nn.Module, criterion: Any, x: Tensor, y: Tensor,
                          t: Tensor) -> FeatureGrads: ...
@@ -466,6 +479,10 @@ class SAEFeatures:
         self.tap: LayerTap | None = None
         self.frozen: nn.Module | None = None
         self._pool: Callable[[Tensor], Tensor] | None = None
+        #: ``f(x; theta*)`` per input row (its bytes), filled as rows come: ``theta*`` is frozen
+        #: for the experience, so a row seen again (the next epoch) is looked up, not re-run
+        self._ref: dict[bytes, Tensor] = {}
+        self._ref_bytes = 0
 
     def codes(self, h: Tensor) -> Tensor:
         if isinstance(self.sae, NeuronBasis):
@@ -486,6 +503,7 @@ class SAEFeatures:
         """Freeze ``theta*`` (a copy of ``model``) and tap ``model``'s layer for live features."""
         self.detach()
         self.frozen = copy.deepcopy(model).eval().requires_grad_(False)
+        self._ref, self._ref_bytes = {}, 0
         self.tap = LayerTap(model, self.layer, raw=self.pool_codes)
         self._pool = layer_pool(model, self.layer)
 
@@ -493,23 +511,56 @@ class SAEFeatures:
         if self.tap is not None:
             self.tap.remove()
         self.tap = self.frozen = self._pool = None
+        self._ref, self._ref_bytes = {}, 0
 
-    def live(self, model: nn.Module) -> Tensor:
-        """Features of the latest forward pass of ``model``, with its graph: ``[B, m]``."""
+    def live(self, model: nn.Module, idx: Tensor | None = None) -> Tensor:
+        """Features of the latest forward pass of ``model``, with its graph: ``[B, m]``. With
+        ``idx`` (the mask) on a token layer, only those latents are computed and the others are
+        0: the penalty reads the mask's columns only, and encoding every token into all ``m``
+        latents, forward and backward, was the largest part of sae-reg's extra cost on text-v1
+        (a pooled layer is encoded once per sample, cheaply, and ignores ``idx``)."""
         if self.tap is None or self.tap.out is None:
             raise RuntimeError("sae-reg: no tapped activation; attach() before the forward pass")
         if self.pool_codes:
             assert self._pool is not None
-            return self._pool(self._token_codes(self.tap.out))
+            raw = self.tap.out
+            if idx is None:
+                return self._pool(self._token_codes(raw))
+            part = self._pool(_per_token(lambda h: self._codes_at(h, idx), raw))   # [B, |M|]
+            return part.new_zeros(len(part), self.sae.n_latents).index_copy(1, idx, part)
         return self.codes(self.tap.out)
 
+    def _codes_at(self, h: Tensor, idx: Tensor) -> Tensor:
+        """``codes(h)[:, idx]`` for rows ``h [N, d]``, computed for those latents only."""
+        sae = self.sae
+        pre = torch.addmm((sae.b_enc - sae.W_enc @ sae.b_pre)[idx], h, sae.W_enc[idx].t())
+        return pre if isinstance(sae, NeuronBasis) else F.relu(pre)
+
     @torch.no_grad()
-    def reference(self, x: Tensor) -> Tensor:
-        if self.frozen is None:
-            raise RuntimeError("sae-reg: no frozen reference model; attach() first")
+    def _reference(self, x: Tensor) -> Tensor:
+        assert self.frozen is not None
         if self.pool_codes:
             return capture(self.frozen, self.layer, x, transform=self._token_codes)
         return self.codes(capture(self.frozen, self.layer, x))
+
+    @torch.no_grad()
+    def reference(self, x: Tensor) -> Tensor:
+        """``f(x; theta*) [B, m]``: computed once per distinct row of the experience (at most
+        :data:`REFERENCE_CACHE_BYTES` held; past that, rows are computed every time)."""
+        if self.frozen is None:
+            raise RuntimeError("sae-reg: no frozen reference model; attach() first")
+        keys = [row.cpu().numpy().tobytes() for row in x]
+        missing = {k: i for i, k in enumerate(keys) if k not in self._ref}   # first row of each
+        fresh: dict[bytes, Tensor] = {}
+        if missing:
+            new = self._reference(x[list(missing.values())])
+            fresh = dict(zip(missing, new))
+            size = new.numel() * new.element_size()
+            if self._ref_bytes + size <= REFERENCE_CACHE_BYTES:
+                self._ref.update(fresh)
+                self._ref_bytes += size
+        return torch.stack([self._ref[k] if k in self._ref else fresh[k] for k in keys]
+                           ).to(x.device)
 
     def values_and_grads(self, model: nn.Module, criterion: Any, x: Tensor, y: Tensor,
                          t: Tensor) -> FeatureGrads:
@@ -553,6 +604,35 @@ class SAEFeatures:
             g = ((gh @ self.sae.W_dec.t()) * fired).sum(dim=1)
             return FeatureGrads(pool(self._token_codes(h)), g, fired.any(dim=1))
 
+    def ablated_forward(self, model: nn.Module, idx: Tensor, x: Tensor, t: Tensor) -> Tensor:
+        """The model's output on the current mini-batch ``x`` with the masked latents' SAE
+        contributions removed at ``L`` (the ablate guide). A model that can resume from a layer
+        (:meth:`clbench.models.lm.CausalLMModel.resume_from`) runs only the part above ``L`` on
+        the tapped output of the training forward (whose graph it shares); any other runs the
+        whole forward again with :meth:`ablation_hook`."""
+        resume = getattr(model, "resume_from", None)
+        tapped = self.tap.out if self.tap is not None and self.pool_codes else None
+        if resume is not None and tapped is not None:
+            return resume(self.layer, tapped - self._masked_part(tapped, idx), x)
+        handle = self.ablation_hook(model, idx)
+        try:
+            return avalanche_forward(model, x, t)
+        finally:
+            handle.remove()
+
+    def _masked_part(self, raw: Tensor, idx: Tensor) -> Tensor:
+        """``sum_{i in idx} z_ti W_dec[i]`` at every token of ``raw [B, T, d]`` (its own code);
+        for a TopK SAE from its ``k`` selected latents (a sparse decode, not ``[B T, m] W_dec``)."""
+        sae = self.sae
+        keep = torch.zeros(sae.n_latents, dtype=raw.dtype, device=raw.device)
+        keep[idx] = 1
+        if isinstance(sae, TopKSAE):
+            h = raw.reshape(-1, raw.shape[-1])
+            code = sae.encode_sparse(h)
+            out = sae.decode_sparse(code.vals * keep[code.idx], code.idx, bias=False)
+            return out.reshape(raw.shape)
+        return (_per_token(sae.encode, raw) * keep) @ sae.W_dec
+
     def ablation_hook(self, model: nn.Module, idx: Tensor) -> Any:
         """A forward hook at ``L`` removing the masked latents' SAE contributions from ``h``
         (from every token's own code with ``pool="codes"``)."""
@@ -563,8 +643,7 @@ class SAEFeatures:
         def hook(_m: nn.Module, _inp: Any, out: Tensor) -> Tensor:
             if self.pool_codes:
                 raw = raw_output(out)
-                z = _per_token(self.sae.encode, raw) * keep.to(raw.dtype)
-                return _with_output(out, raw - z @ self.sae.W_dec)
+                return _with_output(out, raw - self._masked_part(raw, idx))
             z = self.sae.encode(pool(out)) * keep.to(out.dtype)
             return _shift(out, z @ self.sae.W_dec)
 
@@ -588,7 +667,7 @@ class ParamFeatures:
     def detach(self) -> None:
         self.star = None
 
-    def live(self, model: nn.Module) -> Tensor:
+    def live(self, model: nn.Module, idx: Tensor | None = None) -> Tensor:
         return self.flat(model)
 
     def reference(self, x: Tensor) -> Tensor:
@@ -725,7 +804,7 @@ class SAERegPlugin(SupervisedPlugin):
         total = strategy.loss.new_zeros(())
         needs_features = c.lam > 0 or (c.guide == "recruit" and c.guide_lam > 0)
         if needs_features:
-            f = self.features.live(strategy.model)
+            f = self.features.live(strategy.model, idx)
             f_ref = self.features.reference(strategy.mb_x)
             if c.lam > 0:
                 total = total + c.lam * protect_term(f, f_ref, idx, w, c.rho, c.tol)
@@ -734,11 +813,8 @@ class SAERegPlugin(SupervisedPlugin):
         if c.guide == "ablate" and c.guide_lam > 0:
             if not isinstance(self.features, SAEFeatures):
                 raise ClbenchError("sae-reg guide=ablate needs an SAE dictionary")
-            handle = self.features.ablation_hook(strategy.model, idx)
-            try:
-                out = avalanche_forward(strategy.model, strategy.mb_x, strategy.mb_task_id)
-            finally:
-                handle.remove()
+            out = self.features.ablated_forward(strategy.model, idx, strategy.mb_x,
+                                                strategy.mb_task_id)
             total = total + c.guide_lam * c.criterion(out, strategy.mb_y)
         return total
 

@@ -357,7 +357,10 @@ class CausalLMModel(CLModel):
         return (t * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
     def _unpack(self, x: Tensor, attention_mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        if x.dim() == 3:   # [B, 2, T]: ids and mask stacked (pack)
+        if x.dim() == 3:   # [B, >=2, T]: ids and mask stacked (pack), right-padded to the
+            # stream's width: drop the columns no row of the batch uses, as answer_logits does
+            # (causal attention: a real token never sees a later column, so nothing changes)
+            x = x[:, :, :_used_width(x[:, 1])]
             x, attention_mask = x[:, 0], x[:, 1]
         if attention_mask is None:
             attention_mask = torch.ones_like(x)
@@ -427,7 +430,37 @@ class CausalLMModel(CLModel):
         cache = self.prefix_cache if prefix_cache is None else prefix_cache
         return self.forward_head(self.forward_features(x, attention_mask, prefix_cache=cache))
 
-    def answer_logits(self, x: Tensor, *, prefix_cache: PrefixCache | None = None) -> Tensor:
+    def resume_from(self, layer: str, output: Tensor, x: Tensor) -> Tensor:
+        """What ``self(x)`` returns when hook layer ``layer``'s output is replaced by ``output``
+        ``[B, T', d]`` (from a forward of the same ``x``, at its trimmed width ``T'``): only what
+        lies above ``layer`` runs. sae-reg's ablate guide edits its layer's output and needs the
+        rest of the forward, not the part below the layer again."""
+        if layer not in self.hook_layers:
+            raise ClbenchError(f"resume_from: {layer!r} is not a hook layer of the model; "
+                               f"choose one of block0..block{self.n_layers - 1} or norm")
+        # the final norm's own output is the features; a block's output enters the next block
+        resume = (-1 if layer == "norm" else int(layer.removeprefix("block")) + 1, output)
+        if x.dim() == 3 and x.shape[1] == 3:
+            return self.answer_logits(x, resume=resume)
+        ids, mask = self._unpack(x, None)
+        return self.forward_head(self._features_from(resume, ids, mask))
+
+    def _features_from(self, resume: tuple[int, Tensor], ids: Tensor, mask: Tensor) -> Tensor:
+        """The final norm's output when the residual stream entering block ``resume[0]`` is
+        ``resume[1]`` (``resume[0] == n_layers``: the norm only; ``-1``: ``resume[1]`` is the
+        final norm's own output, returned as is)."""
+        start, hidden = resume
+        if hidden.shape[:2] != ids.shape:
+            raise ClbenchError(f"resume_from: the layer output is {tuple(hidden.shape)} but the "
+                               f"rows are {tuple(ids.shape)} (trimmed): give the output of a "
+                               f"forward of the same rows")
+        self._mask = mask
+        if start < 0:
+            return hidden
+        return self.lm.model.norm(self.run_blocks(hidden, mask, start, self.n_layers))
+
+    def answer_logits(self, x: Tensor, *, prefix_cache: PrefixCache | None = None,
+                      resume: tuple[int, Tensor] | None = None) -> Tensor:
         """Packed rows ``x [B, 3, T]`` (ids, attention mask, predict mask) -> ``[B, V, A]``.
 
         Slot ``j`` of row ``b`` holds the next-token logits at the ``j``-th position of row
@@ -435,12 +468,12 @@ class CausalLMModel(CLModel):
         the row's answer (the head runs on the answer tokens only); ``A = answer_width`` (set from the stream). The vocabulary
         is dimension 1, so ``nn.CrossEntropyLoss()(out, y)`` with targets ``y [B, A]`` (``-100``
         past each answer) is the mean answer-token cross-entropy, and every Avalanche strategy's
-        criterion, distillation and logit replay read this output as they read class logits."""
-        used = x[:, 1].bool().any(dim=0).nonzero()
-        width_t = int(used.max()) + 1 if len(used) else 1   # drop the columns of padding only
-        x = x[:, :, :width_t]
+        criterion, distillation and logit replay read this output as they read class logits.
+        ``resume``: ``(first block, its input)`` to run from there (:meth:`resume_from`)."""
+        x = x[:, :, :_used_width(x[:, 1])]   # drop the columns of padding only
         ids, mask, predict = x[:, 0].long(), x[:, 1].long(), x[:, 2].bool()
-        hidden = self.forward_features(ids, mask, prefix_cache=prefix_cache)
+        hidden = (self.forward_features(ids, mask, prefix_cache=prefix_cache) if resume is None
+                  else self._features_from(resume, ids, mask))
         counts = predict.sum(dim=1)
         width = self.answer_width or int(counts.max().item() if len(counts) else 0)
         if len(counts) and int(counts.max()) > width:
@@ -480,6 +513,12 @@ class CausalLMModel(CLModel):
                 memo[id(self.prefix_cache)] = self.prefix_cache
         import copy as _copy
         return _copy._reconstruct(self, memo, *self.__reduce_ex__(4))  # type: ignore[attr-defined]
+
+
+def _used_width(mask: Tensor) -> int:
+    """1 + the last column of ``mask [B, T]`` any row uses (1 for an all-padding batch)."""
+    used = mask.bool().any(dim=0).nonzero()
+    return int(used.max()) + 1 if len(used) else 1
 
 
 def pack(input_ids: Tensor, attention_mask: Tensor) -> Tensor:

@@ -54,6 +54,8 @@ from clbench.sae.train import SAETrainConfig, train_sae
 
 #: bump when the activations or the fit change meaning
 LM_SAE_VERSION = "2"   # 2: the corpus in a seeded order before the held-out split and the cap
+#: task name -> ``(ids [N, T], mask [N, T])`` of its rows
+TaskRows = dict[str, tuple[Tensor, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -168,11 +170,12 @@ def source_counts(corpus: SAECorpus, order: Tensor) -> Callable[[int, int], dict
 
 
 def fit_lm_sae(model: Any, tokenizer: Any, corpus: SAECorpus, s: LMSAESettings, *,
-               out_dir: Path | None = None, task_rows: dict[str, tuple[Tensor, Tensor]] | None = None,
+               out_dir: Path | None = None, task_rows: TaskRows | Callable[[], TaskRows] | None = None,
                log: Callable[[str], None] = lambda _m: None) -> FittedLMSAE:
     """Fit (or reuse) the SAE of ``model`` at ``s.layer`` on ``corpus`` (module docstring).
 
-    ``task_rows``: name -> ``(ids, mask)`` of each task's rows, scored for the quality record."""
+    ``task_rows``: name -> ``(ids, mask)`` of each task's rows, scored for the quality record
+    (or a function returning them, called only when the SAE is fitted, not when reused)."""
     if s.layer not in getattr(model, "hook_layers", {}):
         raise ClbenchError(f"SAE fit: layer {s.layer!r} is not a hook layer of the model; "
                            f"choose one of block0..block{model.n_layers - 1} or norm")
@@ -209,7 +212,8 @@ def fit_lm_sae(model: Any, tokenizer: Any, corpus: SAECorpus, s: LMSAESettings, 
     assert isinstance(sae, TopKSAE)
     sae.eval().requires_grad_(False)
     quality = {"corpus_fit": sae_quality(sae, acts), "corpus_heldout": sae_quality(sae, held)}
-    for name, (t_ids, t_mask) in (task_rows or {}).items():
+    for name, (t_ids, t_mask) in ((task_rows() if callable(task_rows) else task_rows)
+                                  or {}).items():
         quality[f"task:{name}"] = sae_quality(
             sae, token_activations(model, s.layer, t_ids, t_mask, batch=s.batch_texts))
     meta = {"fingerprint": fp, "version": LM_SAE_VERSION, "layer": s.layer,
@@ -243,11 +247,14 @@ def pretrained_sae(model: Any, settings: LMSAESettings, *, n_passages: int = 200
     from clbench.data.text_tasks import build_text_v1
 
     corpus = build_sae_corpus(n_passages, n_glosses, data_root=data_root)
-    v1 = build_text_v1(0, n_train=task_examples, n_test=1, n_prose=1, data_root=data_root)
-    ts = tokenize_text_v1(v1, model.tokenizer, max_len=settings.max_len,
-                          tokenizer_id=model.fingerprint)
-    rows = {name: (ts.stream.x_train[idx][:, 0], ts.stream.x_train[idx][:, 1])
-            for name, idx in zip(ts.task_names, ts.stream.train_idx)}
+
+    def rows() -> TaskRows:   # built only for a new fit: a reused SAE keeps its record
+        v1 = build_text_v1(0, n_train=task_examples, n_test=1, n_prose=1, data_root=data_root)
+        ts = tokenize_text_v1(v1, model.tokenizer, max_len=settings.max_len,
+                              tokenizer_id=model.fingerprint)
+        return {name: (ts.stream.x_train[idx][:, 0], ts.stream.x_train[idx][:, 1])
+                for name, idx in zip(ts.task_names, ts.stream.train_idx)}
+
     with torch.random.fork_rng(devices=[]):   # a run's own draws do not depend on the fit
         return fit_lm_sae(model, model.tokenizer, corpus, settings, out_dir=out_dir,
                           task_rows=rows, log=log)

@@ -87,6 +87,29 @@ def test_hook_layer_readers_use_the_models_own_prefix_cache(tiny_lm_dir: Path) -
     torch.testing.assert_close(inside, capture(model, "block0", x))
 
 
+def test_packed_rows_run_without_their_padding_columns(tiny_lm_dir: Path) -> None:
+    """A packed batch padded past its longest row (a stream's fixed width) runs only the columns
+    some row uses: the layer sees the trimmed width and every real token's output is the same."""
+    from clbench.sae.capture import capture_tokens
+    model, tok = build(tiny_lm_dir, train_blocks=2)
+    b = answer_batch(tok, EXAMPLES)
+    x = pack(b["input_ids"], b["attention_mask"])
+    wide = torch.cat([x, torch.zeros(len(x), 2, 40, dtype=x.dtype)], dim=2)   # 40 more pad cols
+    seen: list[int] = []
+    handle = model.layer("block3").register_forward_hook(
+        lambda _m, _i, out: seen.append((out[0] if isinstance(out, tuple) else out).shape[1]))
+    try:
+        with torch.no_grad():
+            narrow_out, wide_out = model.forward_features(x), model.forward_features(wide)
+    finally:
+        handle.remove()
+    assert seen == [x.shape[2], x.shape[2]]
+    torch.testing.assert_close(wide_out, narrow_out)
+    torch.testing.assert_close(capture(model, "block3", wide), capture(model, "block3", x))
+    torch.testing.assert_close(capture_tokens(model, "block3", wide),
+                               capture_tokens(model, "block3", x))
+
+
 def test_cache_rows_do_not_depend_on_padding(tiny_lm_dir: Path) -> None:
     model, tok = build(tiny_lm_dir, train_blocks=1)
     cache = PrefixCache(model)

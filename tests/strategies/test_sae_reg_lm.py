@@ -125,8 +125,17 @@ def test_token_features_are_the_mean_code_over_real_tokens(packed) -> None:  # n
         model(x)
         assert torch.allclose(feats.live(model), f, atol=1e-10)
         assert torch.allclose(feats.reference(x), f, atol=1e-10)
+        # theta* is frozen for the experience: a row seen before is looked up, not re-run
+        runs: list[int] = []
+        inner = feats._reference
+        feats._reference = lambda rows: (runs.append(len(rows)), inner(rows))[1]  # type: ignore
+        again = feats.reference(torch.cat([x[[3, 1]], ts.stream.x_train[4:6]]))
+        assert runs == [2]   # only the two new rows ran
+        assert torch.allclose(again[:2], f[[3, 1]], atol=1e-10)
+        assert torch.allclose(again[2:], inner(ts.stream.x_train[4:6]), atol=1e-10)
     finally:
         feats.detach()
+    assert feats._ref == {}   # dropped with theta*
 
 
 def test_token_feature_gradients_match_finite_differences(packed) -> None:  # noqa: ANN001
@@ -161,6 +170,78 @@ def test_token_feature_gradients_match_finite_differences(packed) -> None:  # no
         fd = (loss_with_shift(i, 1e-3) - loss_with_shift(i, -1e-3)) / 2e-3
         assert g[0, i].item() == pytest.approx(fd, rel=2e-3, abs=1e-7)
     assert torch.all(g[0, ~fired[0]] == 0)
+
+
+@pytest.mark.parametrize("dictionary", ["sae", "neurons"])
+def test_the_penalty_reads_only_the_masked_latents_exactly(packed, dictionary: str
+                                                           ) -> None:  # noqa: ANN001
+    """live(idx) computes the mask's columns only (others 0) and the sparse decode of the
+    ablation; both equal the dense computation, values and gradients."""
+    from clbench.strategies.sae_reg import NeuronBasis, SAEFeatures, _per_token
+
+    model, ts = packed
+    x = ts.stream.x_train[:4]
+    sae = (TopKSAE(32, 64, 4, seed=1) if dictionary == "sae" else NeuronBasis(32)).double()
+    feats = SAEFeatures("block2", sae, pool="codes")
+    idx = torch.tensor([0, 5, 9, 17, 30])
+    feats.attach(model)
+    try:
+        model(x)
+        raw = feats.tap.out
+        full, part = feats.live(model), feats.live(model, idx)
+        off = torch.ones(sae.n_latents, dtype=torch.bool)
+        off[idx] = False
+        assert torch.all(part[:, off] == 0)
+        torch.testing.assert_close(part[:, idx], full[:, idx], atol=1e-12, rtol=1e-10)
+        ga, = torch.autograd.grad(full[:, idx].pow(2).sum(), raw, retain_graph=True)
+        gb, = torch.autograd.grad(part[:, idx].pow(2).sum(), raw, retain_graph=True)
+        torch.testing.assert_close(ga, gb, atol=1e-12, rtol=1e-10)
+        keep = torch.zeros(sae.n_latents, dtype=raw.dtype)
+        keep[idx] = 1
+        dense = (_per_token(sae.encode, raw) * keep) @ sae.W_dec
+        sparse = feats._masked_part(raw, idx)
+        torch.testing.assert_close(sparse, dense, atol=1e-12, rtol=1e-10)
+        gd, = torch.autograd.grad(dense.pow(2).sum(), raw, retain_graph=True)
+        gs, = torch.autograd.grad(sparse.pow(2).sum(), raw)
+        torch.testing.assert_close(gs, gd, atol=1e-12, rtol=1e-10)
+    finally:
+        feats.detach()
+
+
+@pytest.mark.parametrize("layer", ["block2", "block3", "norm"])
+def test_the_ablate_guide_resumes_above_the_layer_as_a_full_forward_would(packed, layer: str
+                                                                          ) -> None:  # noqa: ANN001
+    """The guide's forward runs only the blocks above L on the training forward's tapped
+    output; its output and parameter gradients equal the whole forward run again with the
+    ablation hook."""
+    from clbench.strategies.sae_reg import SAEFeatures
+
+    model, ts = packed
+    x, y = ts.stream.x_train[:4], ts.stream.y_train[:4]
+    sae = TopKSAE(32, 64, 4, seed=1).double()
+    feats = SAEFeatures(layer, sae, pool="codes")
+    idx = torch.tensor([0, 5, 9, 17, 33, 60])
+    crit, t = nn.CrossEntropyLoss(), torch.zeros(4, dtype=torch.long)
+    params = [p for p in model.parameters() if p.requires_grad]
+    feats.attach(model)
+    try:
+        model(x)   # the training forward: fills the tap
+        fast = feats.ablated_forward(model, idx, x, t)
+        g_fast = torch.autograd.grad(crit(fast, y), params, allow_unused=True)
+        handle = feats.ablation_hook(model, idx)
+        try:
+            slow = model(x)
+        finally:
+            handle.remove()
+        g_slow = torch.autograd.grad(crit(slow, y), params, allow_unused=True)
+    finally:
+        feats.detach()
+    torch.testing.assert_close(fast, slow, atol=1e-9, rtol=1e-9)
+    assert not torch.allclose(slow, model(x))   # the ablation changes the output
+    for a, b in zip(g_fast, g_slow):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
 
 
 @pytest.mark.parametrize("override, fragment", [
