@@ -49,6 +49,9 @@ from clbench.results import load_results  # noqa: E402
 
 #: the forgetting of the first task, read from the accuracy matrix (not a stored metric)
 FIRST_TASK = "first_task_forgetting"
+#: the state kept after the last experience less the frozen dictionary (kind ``sae``): for
+#: sae-reg its mask and weights, for EWC its Fisher and anchor (read from the last record)
+OWN_STATE = "state_without_sae"
 #: (metric, column heading, scale for display, tested, decimals shown)
 COLUMNS: list[tuple[str, str, float, bool, int]] = [
     ("final_accuracy", "final acc (%)", 100.0, True, 1),
@@ -56,6 +59,7 @@ COLUMNS: list[tuple[str, str, float, bool, int]] = [
     (FIRST_TASK, "first-task forgetting (pts)", 100.0, True, 1),
     ("general_ppl_ratio", "prose ppl ratio", 1.0, True, 3),
     ("state_bytes", "state (MB)", 1e-6, False, 2),
+    (OWN_STATE, "of it not the SAE (MB)", 1e-6, False, 3),
     ("train_seconds", "train (s)", 1.0, True, 0),
 ]
 DEFAULT_AGAINST = "naive,ewc,ewc-online,lwf,replay"
@@ -68,12 +72,18 @@ def label_of(r: dict[str, Any]) -> str:
 def value(r: dict[str, Any], name: str) -> float | None:
     if name == FIRST_TASK:
         return task_forgetting(r["accuracy_matrix"], 0)
+    if name == OWN_STATE:
+        last = (r.get("per_experience") or [{}])[-1]
+        kinds = last.get("state_bytes_by_kind")
+        if "state_bytes" not in last or kinds is None:
+            return None
+        return float(last["state_bytes"] - kinds.get("sae", 0))
     v = r["metrics"].get(name, {}).get("value")
     return None if v is None else float(v)
 
 
 def higher_is_better(name: str) -> bool:
-    return False if name == FIRST_TASK else metric(name).higher_is_better
+    return False if name in (FIRST_TASK, OWN_STATE) else metric(name).higher_is_better
 
 
 def per_seed(results: list[dict[str, Any]], label: str, name: str) -> dict[int, float]:
@@ -147,8 +157,17 @@ def render(results: list[dict[str, Any]], stream: str, model: str, method: str,
           for _, lab in [(method, method), *against]}
     ratios = ", ".join(f"{name} {mb[lab] / mb[method]:.3g}x" for name, lab in against
                        if mb[method] > 0)
+    own = {lab: np.mean(list(per_seed(mine, lab, OWN_STATE).values()) or [math.nan])
+           for _, lab in [(method, method), *against]}
+    own_ratios = ", ".join(f"{name} {own[lab] / own[method]:.3g}x" for name, lab in against
+                           if own[method] > 0)
     out += [f"State kept between experiences, as a multiple of {method}'s: {ratios} "
-            "(fixed by each method's construction, so not tested).", "",
+            "(fixed by each method's construction, so not tested). The frozen dictionary (the "
+            "pretrained SAE, kind `sae`) is part of it; without it, as a multiple of "
+            f"{method}'s: {own_ratios or 'n/a'}.", "",
+            "Training seconds are each run's own, measured while other jobs shared the machine "
+            "(loads differ between runs); the like-for-like cost is the side-by-side benchmark "
+            "of `python ci/bench_lm.py cost` (leaderboard/bench-lm.md).", "",
             f"## Paired differences ({method} − X)", "",
             f"Per seed, {method} minus X on the seeds both ran; paired t-test, Holm-corrected over "
             f"all {len(tests)} tests below; a verdict needs Holm p < 0.05. For forgetting, the "

@@ -57,6 +57,10 @@ def test_rows_and_paired_differences_are_read_off_the_files(tmp_path: Path) -> N
         if c[4] != "nan":
             assert float(c[5]) >= float(c[4]) - 1e-12   # Holm adjusts upwards
     assert "state (MB)" in text and "not tested" in text
+    # the state without the frozen SAE: the last record's bytes less its kind "sae"
+    own = [(r["per_experience"][-1]["state_bytes"]
+            - r["per_experience"][-1]["state_bytes_by_kind"]["sae"]) / 1e6 for r in ewc.values()]
+    assert row.split("|")[8].strip().startswith(f"{np.mean(own):.3f}")
 
 
 def test_a_method_without_runs_is_one_line(tmp_path: Path) -> None:
