@@ -138,7 +138,16 @@ built from: ``sae_reg_mask_new`` (``|M_t|``), ``sae_reg_mask_size`` (``|M|``),
 that data, so its features, importances and mask say little about it. An SAE fitted on the
 first experience alone has FVU 1.2-2.2 on every later perm-fmnist experience (0.08 on its own),
 i.e. worse than predicting the mean; the paper's regime is a *pretrained* SAE that represents
-every task's data (``sae_path``).
+every task's data (``sae_path``). From the second experience on, the record also holds means
+over the experience's training steps (:meth:`SAERegPlugin.train_stats`): the task loss
+(``sae_reg_train_task_loss``), ``protect`` and ``guide`` unscaled (``sae_reg_train_protect``,
+``sae_reg_train_guide``), ``lam * protect`` as a share of the task loss
+(``sae_reg_train_lam_protect_share``: how much the stability term weighs) and the masked
+features' relative RMS drift from ``theta*``,
+
+    drift_rel = sqrt( mean_steps protect / mean_steps sum_{i in M} w_i mean_B f_i(x; theta*)^2 )
+
+(two-sided rho: how far, as a fraction of their size, the protected features moved).
 
 **Dictionary controls** (``dictionary``): ``sae`` (the SAE above); ``random``, a seeded
 dictionary of the same width and k with random unit-norm decoder rows and the encoder their
@@ -745,6 +754,9 @@ class SAERegPlugin(SupervisedPlugin):
         self._width = 0                            # m: the dictionary's width, once known
         self._active = False
         self._dev_mask: tuple[Tensor, Tensor] | None = None   # the mask on the model's device
+        #: sums over the experience's steps of the loss terms (``train_stats``) and the steps
+        self._sums: dict[str, float] = {}
+        self._steps = 0
 
     @property
     def sae(self) -> SAEBase | None:
@@ -807,26 +819,54 @@ class SAERegPlugin(SupervisedPlugin):
             f = self.features.live(strategy.model, idx)
             f_ref = self.features.reference(strategy.mb_x)
             if c.lam > 0:
-                total = total + c.lam * protect_term(f, f_ref, idx, w, c.rho, c.tol)
+                protect = protect_term(f, f_ref, idx, w, c.rho, c.tol)
+                total = total + c.lam * protect
+                self._add("protect", protect)
+                self._add("protect_ref", (w * f_ref[:, idx].pow(2).mean(dim=0)).sum())
             if c.guide == "recruit" and c.guide_lam > 0:
-                total = total + c.guide_lam * recruit_term(f, f_ref, idx, w)
+                guide = recruit_term(f, f_ref, idx, w)
+                total = total + c.guide_lam * guide
+                self._add("guide", guide)
         if c.guide == "ablate" and c.guide_lam > 0:
             if not isinstance(self.features, SAEFeatures):
                 raise ClbenchError("sae-reg guide=ablate needs an SAE dictionary")
             out = self.features.ablated_forward(strategy.model, idx, strategy.mb_x,
                                                 strategy.mb_task_id)
-            total = total + c.guide_lam * c.criterion(out, strategy.mb_y)
+            guide = c.criterion(out, strategy.mb_y)
+            total = total + c.guide_lam * guide
+            self._add("guide", guide)
         return total
+
+    def _add(self, name: str, value: Tensor) -> None:
+        self._sums[name] = self._sums.get(name, 0.0) + float(value.detach())
+
+    def train_stats(self) -> dict[str, float]:
+        """Means over the experience's training steps (module docstring, "Diagnostics"); empty
+        for an experience trained without the penalty (the first)."""
+        if not self._steps:
+            return {}
+        s, c, n = self._sums, self.config, self._steps
+        out = {"sae_reg_train_task_loss": s["task"] / n}
+        if "protect" in s:
+            out["sae_reg_train_protect"] = s["protect"] / n
+            out["sae_reg_train_lam_protect_share"] = c.lam * s["protect"] / max(s["task"], 1e-30)
+            out["sae_reg_train_drift_rel"] = (s["protect"] / max(s["protect_ref"], 1e-30)) ** 0.5
+        if "guide" in s:
+            out["sae_reg_train_guide"] = s["guide"] / n
+        return out
 
     # --------------------------------------------------------------- Avalanche hooks
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         self._active = self.features is not None and len(self.mask_idx) > 0
+        self._sums, self._steps = {}, 0
         if self._active:
             self.features.attach(strategy.model)
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
         if self._active:
+            self._add("task", strategy.loss)
+            self._steps += 1
             strategy.loss = strategy.loss + self.penalty(strategy)
             # the loss holds the graph now; a tapped output left on the model's hook would make
             # the model impossible to deepcopy for the other plugins (SAE-ception copies it)
@@ -863,6 +903,7 @@ class SAERegPlugin(SupervisedPlugin):
         if c.pool == "codes":   # the SAE reads tokens: its FVU on every real token
             acts = capture_tokens(strategy.model, self.layer, x)
         out.update(self.sae_provenance)
+        out.update(self.train_stats())
         if self.sae is not None and len(acts) > 1:
             fvu = sae_quality(self.sae, acts.to(self.sae.W_dec.device))["fvu"]
             out["sae_reg_fvu"] = fvu

@@ -124,6 +124,8 @@ def _load_text_run(path: Path, data: dict[str, Any], cfg: RunConfig,
                    files: list[tuple[int, Path]]) -> LoadedRun:
     model, ts = build_text_run(cfg)
     _check_fingerprint(path, data, ts.stream, cfg.stream)
+    if model.prefix_cache is not None:  # the frozen prefix the runs saved: probe rows skip it
+        model.prefix_cache.load_disk()
     models: list[nn.Module] = []
     for j, (_, file) in enumerate(files):
         m = model if j == len(files) - 1 else copy.deepcopy(model)  # the copies share the prefix
