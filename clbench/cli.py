@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--expansion", type=int, default=4,
                    help="crosscoder latents = expansion x the widest layer (default 4)")
     z.add_argument("--steps", type=int, default=1000, help="crosscoder training steps (default 1000)")
+    z.add_argument("--k-aux", type=int, default=None,
+                   help="dead latents AuxK reads per row (default: half the summed layer widths; "
+                        "lower it for a language model's wide layers: it sets each step's cost)")
     z.add_argument("--lr", type=float, default=1e-3, help="crosscoder Adam learning rate")
     z.add_argument("--seed", type=int, default=0, help="seed of the probe and the crosscoder")
     z.add_argument("--top", type=int, default=8, help="features shown in the report (default 8)")
@@ -440,7 +443,8 @@ def cmd_analyze(a: argparse.Namespace) -> int:
     settings = AnalyzeSettings(
         layers=_csv(a.layers) if a.layers else None, probe_size=a.probe_size, top=a.top,
         device=a.device, crosscoder=CrosscoderSettings(expansion=a.expansion, k=a.k,
-                                                       steps=a.steps, lr=a.lr, seed=a.seed),
+                                                       steps=a.steps, lr=a.lr, seed=a.seed,
+                                                       k_aux=a.k_aux),
         heldout=a.heldout, null=a.null)
     block = analyze(a.run, settings, out=a.out, data_root=a.data_root, progress=not a.quiet)
     for name, value in block["summary"].items():

@@ -87,7 +87,7 @@ class AnalyzeSettings:
         return "feature_forgetting_null" if self.null else "feature_forgetting"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "crosscoder": self.crosscoder.to_dict()}
 
 
 def check_device(device: str) -> torch.device:

@@ -194,6 +194,30 @@ def test_the_thread_count_is_recorded_and_a_rerun_at_it_gives_the_same_numbers(
     torch.set_num_threads(1)
 
 
+def test_k_aux_is_stored_only_when_set(analyzed: tuple[Path, str], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An analysis at the default AuxK width stores no ``k_aux`` (so it compares equal to those
+    made before the setting existed); one made with ``--k-aux`` stores it and trains with it."""
+    import clbench.analyze.fit as fit
+
+    seen: list[int | None] = []
+    real = fit.train_crosscoder
+
+    def spy(xs, cfg, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.append(cfg.k_aux)
+        return real(xs, cfg, **kw)
+
+    first = load_result(analyzed[0])["feature_forgetting"]
+    assert "k_aux" not in first["settings"]["crosscoder"]
+    shutil.copytree(analyzed[0].parent, tmp_path / "copy")
+    path = tmp_path / "copy" / analyzed[0].name
+    monkeypatch.setattr(fit, "train_crosscoder", spy)
+    rc, _, err = call(["analyze", str(path), *ANALYZE, "--k-aux", "2"])
+    assert rc == 0, err
+    again = load_result(path)["feature_forgetting"]
+    assert again["settings"]["crosscoder"]["k_aux"] == 2 and seen == [2]
+
+
 @pytest.mark.parametrize("case, fragment", [
     ("no-checkpoints", "has no checkpoints; re-run the cell with 'clbench run ... "
                        "--keep-checkpoints --no-resume'"),
@@ -201,6 +225,7 @@ def test_the_thread_count_is_recorded_and_a_rerun_at_it_gives_the_same_numbers(
     ("missing-file", "no such result file"),
     ("bad-k", "--k 0: must be at least 1"),
     ("bad-threads", "--threads 0: must be at least 1"),
+    ("bad-k-aux", "--k-aux 0: must be at least 1"),
     ("resume-without-checkpoints", "finished without checkpoints; add --no-resume"),
 ])
 def test_bad_input_is_one_line(case: str, fragment: str, runs: tuple[Path, Path]) -> None:
@@ -211,6 +236,7 @@ def test_bad_input_is_one_line(case: str, fragment: str, runs: tuple[Path, Path]
         "missing-file": ["analyze", str(kept.with_name("seed7.json"))],
         "bad-k": ["analyze", str(kept), "--k", "0"],
         "bad-threads": ["analyze", str(kept), "--threads", "0"],
+        "bad-k-aux": ["analyze", str(kept), "--k-aux", "0"],
         "resume-without-checkpoints": [*RUN, "--keep-checkpoints",
                                        "--results", str(plain.parents[3])],
     }[case]
