@@ -113,8 +113,10 @@ Logs: :attr:`SAECeptionPlugin.fits` has one entry per cycle (experience, cycle, 
 the SAE's final loss and FVU, ``F_c``'s accuracy on the rows); ``experience_record()`` gives the
 runner ``sae_ception_layer``, ``sae_ception_pool``, ``sae_ception_cycles``, ``sae_ception_aux``
 (``on``, or why not) and, one value per cycle, ``sae_ception_kept`` (``|S_k|``),
-``sae_ception_fvu``, ``sae_ception_empty_targets`` and ``sae_ception_pre_cycle_accuracy``, saved as
-``per_experience[i]["method"]``.
+``sae_ception_fvu``, ``sae_ception_empty_targets``, ``sae_ception_pre_cycle_accuracy``, the aux
+term's mean over the cycle's steps (``sae_ception_aux_term``, before ``lam``) and ``lam`` times it
+as a share of the mean task loss (``sae_ception_lam_aux_share``: how much the pull weighs), saved
+as ``per_experience[i]["method"]``.
 """
 from __future__ import annotations
 
@@ -422,7 +424,12 @@ class SAECeptionPlugin(SupervisedPlugin):
                 "sae_ception_kept": [f["kept"] for f in self._exp_fits],
                 "sae_ception_fvu": [f["fvu"] for f in self._exp_fits],
                 "sae_ception_empty_targets": [f["empty_targets"] for f in self._exp_fits],
-                "sae_ception_pre_cycle_accuracy": [f["accuracy"] for f in self._exp_fits]}
+                "sae_ception_pre_cycle_accuracy": [f["accuracy"] for f in self._exp_fits],
+                "sae_ception_aux_term": [f["aux_sum"] / f["steps"] if f.get("steps") else None
+                                         for f in self._exp_fits],
+                "sae_ception_lam_aux_share": [
+                    self.config.lam * f["aux_sum"] / max(f["task_sum"], 1e-30)
+                    if f.get("steps") else None for f in self._exp_fits]}
 
     # ------------------------------------------------------------- Avalanche hooks
 
@@ -450,6 +457,11 @@ class SAECeptionPlugin(SupervisedPlugin):
             raise RuntimeError("sae-ception: the hooked activation does not match the mini-batch")
         term = self.aux_term(h, strategy.mb_x, strategy.mb_y)
         if term is not None:
+            if self._exp_fits:   # the cycle's running sums (experience_record's means)
+                cur = self._exp_fits[-1]
+                cur["task_sum"] = cur.get("task_sum", 0.0) + float(strategy.loss.detach())
+                cur["aux_sum"] = cur.get("aux_sum", 0.0) + float(term.detach())
+                cur["steps"] = cur.get("steps", 0) + 1
             strategy.loss = strategy.loss + self.config.lam * term
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:

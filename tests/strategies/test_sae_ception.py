@@ -280,12 +280,15 @@ def test_cycles_do_not_depend_on_the_epochs(digits_stream: Stream,
     acts in the 6 cycle epochs only, each cycle refits the SAE, and ``train_epochs`` is restored
     after the experience."""
     aux_calls: list[int] = []
+    aux_values: list[float] = []
     aux_term = SAECeptionPlugin.aux_term
 
     def counting(self: SAECeptionPlugin, h: torch.Tensor, x: torch.Tensor,
                  y: torch.Tensor) -> Any:
         aux_calls.append(len(y))
-        return aux_term(self, h, x, y)
+        out = aux_term(self, h, x, y)
+        aux_values.append(float(out))
+        return out
 
     monkeypatch.setattr(SAECeptionPlugin, "aux_term", counting)
     probe = EpochProbe()
@@ -305,6 +308,15 @@ def test_cycles_do_not_depend_on_the_epochs(digits_stream: Stream,
         assert len(m["sae_ception_pre_cycle_accuracy"]) == 3
         assert all(0 <= a <= 1 for a in m["sae_ception_pre_cycle_accuracy"])
     assert r.per_experience[0]["method"]["sae_ception_pre_cycle_accuracy"][0] > 0.9
+    # each cycle's mean aux term is the mean of the terms its steps added (cosine: in [0, 2])
+    steps0 = 2 * math.ceil(len(digits_stream.train_idx[0]) / bs)
+    first = r.per_experience[0]["method"]
+    assert first["sae_ception_aux_term"][0] == pytest.approx(sum(aux_values[:steps0]) / steps0)
+    for entry in r.per_experience:
+        m = entry["method"]
+        assert len(m["sae_ception_aux_term"]) == len(m["sae_ception_lam_aux_share"]) == 3
+        assert all(0 <= v <= 2 for v in m["sae_ception_aux_term"])
+        assert all(v > 0 for v in m["sae_ception_lam_aux_share"])
 
 
 def test_cycle_epochs_compose_with_replay(digits_stream: Stream) -> None:
