@@ -1,12 +1,18 @@
 """SAE-ception on the pretrained LM (issue 15, item 5): every arm against naive, from result files.
 
-    R=leaderboard/sae-ception-lm/results
-    clbench run --stream text-v1 --strategy naive,sae-ception --seeds 0,1,2,3,4 --results $R --threads 1
-    for s in "lam=0" "lam=0.1" "lam=0.3" "top_frac=0 --set sae-ception.top_n=25" "sharpen=random"; do
+    R=leaderboard/sae-ception-lm
+    clbench run --stream text-v1 --strategy naive --seeds 0,1,2,3,4 --results leaderboard/results
+    clbench run --stream text-v1 --strategy sae-ception --seeds 0,1,2,3,4 --results $R --threads 1
+    for s in "lam=0" "lam=0.1" "lam=0.3" "top_frac=0 --set sae-ception.top_n=25" "sharpen=random" \\
+             "sharpen=random --set sae-ception.lam=0.3"; do
         clbench run --stream text-v1 --strategy sae-ception --set sae-ception.$s \\
             --seeds 0,1,2,3,4 --results $R --threads 1
     done
-    python ci/sae_ception_lm.py $R --out leaderboard/sae-ception-lm.md
+    python ci/sae_ception_lm.py leaderboard/results $R --out leaderboard/sae-ception-lm.md
+
+The naive baseline is the lm-v1 suite's own cells (``leaderboard/results``): a second copy of
+the same cell under ``$R`` would be the same result twice, which clbench refuses
+(:mod:`clbench.results`, "one run counts once").
 
 Arms: each ``sae-ception`` settings tag found in the results (the text family's defaults are
 SAE-ception 2.0's: final trained block, prompt's last token, TopK 8x k 50, top 1% of latents per
