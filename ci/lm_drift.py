@@ -40,8 +40,8 @@ from clbench.analyze.loading import LoadedRun, load_run  # noqa: E402
 from clbench.atomic import write_text_atomic  # noqa: E402
 from clbench.errors import ClbenchError  # noqa: E402
 from clbench.sae.capture import capture  # noqa: E402
-from clbench.sae.lm_fit import LMSAESettings, pretrained_sae  # noqa: E402
-from clbench.strategies.sae_reg import SAEFeatures, SAERegConfig, _lm_sae_settings  # noqa: E402
+from clbench.strategies.sae_reg import (  # noqa: E402
+    SAEFeatures, SAERegConfig, _lm_sae_settings, _pretrained)
 
 
 def relative_drift(after: Tensor, before: Tensor, *, centre: bool) -> float:
@@ -61,17 +61,12 @@ def task_rows(run: LoadedRun, e: int, n: int) -> Tensor:
 
 def sae_features(run: LoadedRun, layer: str, overrides: dict[str, Any]) -> SAEFeatures:
     """sae-reg's pretrained SAE at ``layer`` with its text settings (``overrides``: some of
-    ``expansion``, ``k``, ``sae_steps``, ``corpus_passages``, ``corpus_glosses``), as its
-    ``pool=codes`` reads it."""
+    ``expansion``, ``k``, ``sae_steps``, ``corpus_passages``, ``corpus_glosses``), found as
+    sae-reg finds it (:func:`strategies.sae_reg._pretrained`), read as its ``pool=codes`` does."""
     c = SAERegConfig(**{**_lm_sae_settings(), **overrides})
-    lm = run.models[-1].lm
-    t = run.config.train
-    fitted = pretrained_sae(lm, LMSAESettings(layer=layer, expansion=c.expansion, k=c.k,
-                                              steps=c.sae_steps),
-                            n_passages=c.corpus_passages, n_glosses=c.corpus_glosses,
-                            task_examples=min(200, int(t.get("stream.n_train", 200))),
-                            data_root=run.config.data_root)
-    return SAEFeatures(layer, fitted.sae, pool="codes")
+    extras = {"train": run.config.train, "data_root": run.config.data_root}
+    sae, _ = _pretrained(run.models[-1].lm, layer, c, extras)
+    return SAEFeatures(layer, sae, pool="codes")
 
 
 def measure(path: str, layers: list[str], sae_layer: str, n_rows: int,

@@ -754,7 +754,8 @@ class SAERegPlugin(SupervisedPlugin):
         self._width = 0                            # m: the dictionary's width, once known
         self._active = False
         self._dev_mask: tuple[Tensor, Tensor] | None = None   # the mask on the model's device
-        #: sums over the experience's steps of the loss terms (``train_stats``) and the steps
+        #: sums over the experience's steps of the loss terms (``train_stats``) and the steps;
+        #: plain floats, so that they are not counted as method state between experiences
         self._sums: dict[str, float] = {}
         self._steps = 0
 
