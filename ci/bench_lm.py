@@ -4,6 +4,7 @@
     python ci/bench_lm.py run [--strategy naive]               # one text-v1 run at the defaults
     python ci/bench_lm.py state                                # state bytes: ewc, ewc-online, sae-reg
     python ci/bench_lm.py cost [--experiences 2] [--repeats 2] # sae-reg / naive training time
+    python ci/bench_lm.py guide [--rows 16] [--repeats 6]     # the ablate guide's cost per step
     python ci/bench_lm.py cells --results leaderboard/results --seed 0   # the lm-v1 cells' costs
     python ci/bench_lm.py matrix --strategy naive --seed 0     # one cell's accuracy rows and prose ppl
 
@@ -34,11 +35,12 @@ Results print as Markdown; ``--out FILE`` also writes them there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -152,40 +154,115 @@ def bench_state(a: argparse.Namespace) -> str:
     return "\n".join([*lines, "", "command: `python ci/bench_lm.py state`", ""])
 
 
+#: the ablate guide's resumed pass the way it ran before clbench.models.lm_rows: the last block
+#: at every token, then read at the answer positions (the third arm of ``cost``)
+WHOLE_LAST_BLOCK = "sae-reg, whole last block"
+
+
+@contextlib.contextmanager
+def whole_last_block() -> Iterator[None]:
+    """Within: ``CausalLMModel._features_at`` runs the whole last block and reads its answer rows."""
+    from clbench.models.lm import CausalLMModel
+
+    fast = CausalLMModel._features_at
+    CausalLMModel._features_at = (  # type: ignore[method-assign]
+        lambda self, resume, ids, mask, rows, cols: self._features_from(resume, ids, mask)[rows, cols])
+    try:
+        yield
+    finally:
+        CausalLMModel._features_at = fast  # type: ignore[method-assign]
+
+
 def bench_cost(a: argparse.Namespace) -> str:
     """sae-reg's training time against naive's on the same tasks, side by side in one process.
 
-    Each round trains ``--experiences`` tasks of text-v1 (no scoring) with naive and with
-    sae-reg, alternating which goes first; the prefix is warmed before either is timed, so
-    both time the trained part only. sae-reg's seconds include what it adds: building each
-    task's feature mask at its end and the penalty's SAE encode in every step (the pretrained
-    SAE is fitted once and reused by fingerprint; its fit is not a per-run cost). Reported: the
-    median over rounds of each method's training seconds and of the per-round ratio
-    (target: <= 1.5, issue 15)."""
-    rows, ratios = {"naive": [], "sae-reg": []}, []
+    Each round trains ``--experiences`` tasks of text-v1 (no scoring) with naive, with sae-reg,
+    and with sae-reg whose ablate guide runs the whole last block again (:data:`WHOLE_LAST_BLOCK`,
+    the code before :mod:`clbench.models.lm_rows`), rotating which goes first; the prefix is
+    warmed before any is timed, so all time the trained part only. sae-reg's seconds include
+    what it adds: building each task's feature mask at its end and the penalty's SAE encode in
+    every step (the pretrained SAE is fitted once and reused by fingerprint; its fit is not a
+    per-run cost). Reported: the median over rounds of each arm's training seconds and of the
+    per-round ratios to naive (target: <= 1.5, issue 15)."""
+    arms = ("naive", "sae-reg", WHOLE_LAST_BLOCK)
+    rows: dict[str, list[float]] = {k: [] for k in arms}
+    ratios: dict[str, list[float]] = {k: [] for k in arms[1:]}
     for k in range(a.repeats):
-        order = ("naive", "sae-reg") if k % 2 == 0 else ("sae-reg", "naive")
         secs = {}
-        for strategy in order:
+        for arm in arms[k % 3:] + arms[:k % 3]:
+            strategy = "naive" if arm == "naive" else "sae-reg"
             cfg = resolve_config("text-v1", strategy, "smollm2-135m", seed=a.seed)
-            r = run_text(cfg, experiences=a.experiences, score=False)
+            with whole_last_block() if arm == WHOLE_LAST_BLOCK else contextlib.nullcontext():
+                r = run_text(cfg, experiences=a.experiences, score=False)
             if r.status != "ok":
-                raise SystemExit(f"{strategy} failed: {r.error}")
-            secs[strategy] = sum(p["train_seconds"] for p in r.per_experience)
-            rows[strategy].append(secs[strategy])
-        ratios.append(secs["sae-reg"] / secs["naive"])
+                raise SystemExit(f"{arm} failed: {r.error}")
+            secs[arm] = sum(p["train_seconds"] for p in r.per_experience)
+            rows[arm].append(secs[arm])
+        for arm in ratios:
+            ratios[arm].append(secs[arm] / secs["naive"])
     med = {k: statistics.median(v) for k, v in rows.items()}
     return "\n".join([
         f"## sae-reg vs naive training time (text-v1, first {a.experiences} tasks, seed {a.seed}, "
-        f"{a.repeats} alternating rounds)", "",
-        "| strategy | training seconds (median) | every round |", "|---|---:|---|",
-        *(f"| {k} | {med[k]:.0f} | {', '.join(f'{t:.0f}' for t in v)} |" for k, v in rows.items()),
-        "", f"ratio sae-reg / naive (median of per-round ratios): "
-        f"**{statistics.median(ratios):.2f}** (target <= 1.5; rounds: "
-        f"{', '.join(f'{x:.2f}' for x in ratios)})", "",
+        f"{a.repeats} rotating rounds)", "",
+        "| arm | training seconds (median) | every round | ratio to naive (median) | every round |",
+        "|---|---:|---|---:|---|",
+        *(f"| {k} | {med[k]:.0f} | {', '.join(f'{t:.0f}' for t in v)} | "
+          + (f"**{statistics.median(ratios[k]):.2f}** | {', '.join(f'{x:.2f}' for x in ratios[k])} |"
+             if k in ratios else "1.00 | |") for k, v in rows.items()),
+        "", f"target: sae-reg / naive <= 1.5. `{WHOLE_LAST_BLOCK}`: the ablate guide's resumed pass "
+        "runs the last block at every token (the code before clbench.models.lm_rows).", "",
         f"command: `python ci/bench_lm.py cost --experiences {a.experiences} --repeats "
         f"{a.repeats} --seed {a.seed} --threads {a.threads}` "
         f"(torch threads: {torch.get_num_threads()})", ""])
+
+
+def bench_guide(a: argparse.Namespace) -> str:
+    """One training step's ablate-guide cost on ``--rows`` rows of the first task, side by side.
+
+    The model (train mode, prefix warmed) runs a training forward with a tap at ``block28``;
+    timed: the guide's resumed forward from that tap (scaled by 0.99, an edit as the guide's)
+    plus the backward of task loss + guide, with the last block at the answer positions only
+    (``fast``) and whole (:data:`WHOLE_LAST_BLOCK`), alternating; beside them a plain step's
+    forward and backward. Medians over ``--repeats`` rounds."""
+    torch.manual_seed(a.seed)
+    cfg = resolve_config("text-v1", "naive", "smollm2-135m", seed=a.seed)
+    model, ts = build_text_run(cfg)
+    s = ts.stream
+    rows = s.train_idx[0][:a.rows]
+    x, y = s.x_train[rows], s.y_train[rows]
+    model.train()
+    ce = nn.CrossEntropyLoss()
+    taps: list[torch.Tensor] = []
+    hook = model.layer("block28").register_forward_hook(
+        lambda _m, _i, out: taps.append(out[0] if isinstance(out, tuple) else out))
+    with torch.no_grad():
+        model(x)                                   # the prefix, once
+    times: dict[str, list[float]] = {"fast": [], WHOLE_LAST_BLOCK: [], "plain step": []}
+    for r in range(a.repeats):
+        for arm in (("fast", WHOLE_LAST_BLOCK) if r % 2 == 0 else (WHOLE_LAST_BLOCK, "fast")):
+            taps.clear()
+            loss = ce(model(x), y)
+            with whole_last_block() if arm == WHOLE_LAST_BLOCK else contextlib.nullcontext():
+                t0 = time.perf_counter()
+                (loss + ce(model.resume_from("block28", taps[0] * 0.99, x), y)).backward()
+                times[arm].append(time.perf_counter() - t0)
+            model.zero_grad(set_to_none=True)
+        taps.clear()
+        t0 = time.perf_counter()
+        ce(model(x), y).backward()
+        times["plain step"].append(time.perf_counter() - t0)
+        model.zero_grad(set_to_none=True)
+    hook.remove()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return "\n".join([
+        f"## The ablate guide's cost per step ({a.rows} rows of {ts.task_names[0]}: "
+        f"{int(x[:, 1].sum())} tokens, {int(x[:, 2].sum())} answer tokens; median of {a.repeats})",
+        "", "| timed | seconds |", "|---|---:|",
+        f"| guide forward + step backward, last block at the answer positions | {med['fast']:.3f} |",
+        f"| guide forward + step backward, whole last block | {med[WHOLE_LAST_BLOCK]:.3f} |",
+        f"| plain step: forward + backward | {med['plain step']:.3f} |", "",
+        f"command: `python ci/bench_lm.py guide --rows {a.rows} --repeats {a.repeats} "
+        f"--threads {a.threads}` (torch threads: {torch.get_num_threads()})", ""])
 
 
 def bench_cells(a: argparse.Namespace) -> str:
@@ -256,6 +333,10 @@ def main() -> None:
     kp.add_argument("--experiences", type=int, default=2)
     kp.add_argument("--repeats", type=int, default=2)
     kp.add_argument("--seed", type=int, default=0)
+    gp = sub.add_parser("guide")
+    gp.add_argument("--rows", type=int, default=16)
+    gp.add_argument("--repeats", type=int, default=6)
+    gp.add_argument("--seed", type=int, default=0)
     cp = sub.add_parser("cells")
     cp.add_argument("--results", default="leaderboard/results")
     cp.add_argument("--seed", type=int, default=0)
@@ -263,13 +344,13 @@ def main() -> None:
     mp.add_argument("--results", default="leaderboard/results")
     mp.add_argument("--strategy", default="naive")
     mp.add_argument("--seed", type=int, default=0)
-    for p in (lp, rp, sub.choices["state"], kp, cp, mp):
+    for p in (lp, rp, sub.choices["state"], kp, gp, cp, mp):
         p.add_argument("--out", default=None)
         p.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     text = {"loop": bench_loop, "run": bench_run, "state": bench_state, "cost": bench_cost,
-            "cells": bench_cells, "matrix": bench_matrix}[a.what](a)
+            "guide": bench_guide, "cells": bench_cells, "matrix": bench_matrix}[a.what](a)
     print(text)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

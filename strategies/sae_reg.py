@@ -200,10 +200,14 @@ to naive's: the reference ``f(x; theta*)``, computed once per row per experience
 frozen, so later epochs look it up); the live features of the masked latents only (the penalty
 reads no other column); and the ablate guide, which runs only what lies above ``L`` on the
 training forward's own output at ``L`` (:meth:`clbench.models.lm.CausalLMModel.resume_from`)
-with a sparse decode of the ``k`` selected latents. Each experience's end adds one importance
+with a sparse decode of the ``k`` selected latents, and the last block of that pass at the
+answer positions only (:mod:`clbench.models.lm_rows`). Each experience's end adds one importance
 pass over its rows. What is left is mostly the guide's pass through the output head (the
-vocabulary matmul at every answer token, forward and backward), the price of ``guide=ablate``;
-``guide_lam=0`` drops it.
+vocabulary matmul at every answer token, forward and backward: text-v1's training rows average
+29 tokens and 3.0 answer tokens, and at one answer token the head's 49,152 x 576 matmul costs
+what a block costs at 8 tokens), the price of
+``guide=ablate``; ``guide_lam=0`` drops it. Measured 1.64x naive (target 1.5x, not met;
+``leaderboard/bench-lm.md`` has the breakdown).
 
 **In any Avalanche script**: ``Naive(model, opt, criterion, plugins=[SAERegPlugin("fc2",
 SAERegConfig(lam=1.0), seed=0)])``. "Current data" is ``strategy.experience.dataset`` (at most

@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from clbench.atomic import write_text_atomic
 from clbench.cache import cache_root
 from clbench.errors import ClbenchError
+from clbench.models.lm_rows import block_at
 from clbench.models.prefix_store import enabled as store_enabled
 from clbench.models.prefix_store import load as load_store
 from clbench.models.prefix_store import save as save_store
@@ -434,7 +435,9 @@ class CausalLMModel(CLModel):
         """What ``self(x)`` returns when hook layer ``layer``'s output is replaced by ``output``
         ``[B, T', d]`` (from a forward of the same ``x``, at its trimmed width ``T'``): only what
         lies above ``layer`` runs. sae-reg's ablate guide edits its layer's output and needs the
-        rest of the forward, not the part below the layer again."""
+        rest of the forward, not the part below the layer again. On packed answer rows the last
+        block runs at the answer positions only (:meth:`_features_at`), the one part of it the
+        head reads."""
         if layer not in self.hook_layers:
             raise ClbenchError(f"resume_from: {layer!r} is not a hook layer of the model; "
                                f"choose one of block0..block{self.n_layers - 1} or norm")
@@ -459,6 +462,21 @@ class CausalLMModel(CLModel):
             return hidden
         return self.lm.model.norm(self.run_blocks(hidden, mask, start, self.n_layers))
 
+    def _features_at(self, resume: tuple[int, Tensor], ids: Tensor, mask: Tensor, rows: Tensor,
+                     cols: Tensor) -> Tensor:
+        """``_features_from(resume, ids, mask)[rows, cols]`` ``[N, d]``, with the last block run
+        at those positions only (:func:`clbench.models.lm_rows.block_at`): the blocks below it
+        run whole, since every later position reads their keys and values."""
+        start, hidden = resume
+        if start < 0 or start >= self.n_layers:
+            return self._features_from(resume, ids, mask)[rows, cols]
+        self._features_from((-1, hidden), ids, mask)   # the shape check and the token mask
+        if start < self.n_layers - 1:
+            hidden = self.run_blocks(hidden, mask, start, self.n_layers - 1)
+        rope = self.lm.model.rotary_emb(hidden, position_ids=position_ids_of(mask))
+        out = block_at(self.lm.model.layers[self.n_layers - 1], hidden, mask, rows, cols, rope)
+        return self.lm.model.norm(out)
+
     def answer_logits(self, x: Tensor, *, prefix_cache: PrefixCache | None = None,
                       resume: tuple[int, Tensor] | None = None) -> Tensor:
         """Packed rows ``x [B, 3, T]`` (ids, attention mask, predict mask) -> ``[B, V, A]``.
@@ -472,8 +490,6 @@ class CausalLMModel(CLModel):
         ``resume``: ``(first block, its input)`` to run from there (:meth:`resume_from`)."""
         x = x[:, :, :_used_width(x[:, 1])]   # drop the columns of padding only
         ids, mask, predict = x[:, 0].long(), x[:, 1].long(), x[:, 2].bool()
-        hidden = (self.forward_features(ids, mask, prefix_cache=prefix_cache) if resume is None
-                  else self._features_from(resume, ids, mask))
         counts = predict.sum(dim=1)
         width = self.answer_width or int(counts.max().item() if len(counts) else 0)
         if len(counts) and int(counts.max()) > width:
@@ -481,7 +497,11 @@ class CausalLMModel(CLModel):
                                f"answer_width is {width}")
         rows, cols = predict.nonzero(as_tuple=True)
         slots = (predict.long().cumsum(dim=1) - 1)[rows, cols]
-        logits = self.forward_head(hidden[rows, cols])             # [n_answer_tokens, V]
+        if resume is None:
+            at = self.forward_features(ids, mask, prefix_cache=prefix_cache)[rows, cols]
+        else:
+            at = self._features_at(resume, ids, mask, rows, cols)
+        logits = self.forward_head(at)                             # [n_answer_tokens, V]
         out = logits.new_zeros(len(ids), width, logits.shape[-1])
         out = out.index_put((rows, slots), logits)                 # differentiable scatter
         return out.transpose(1, 2)

@@ -270,3 +270,40 @@ def test_smollm2_answers_paris_and_the_cache_speeds_up_loading(tmp_path: Path) -
     [answer] = generate_greedy(model, tok, [chat_prompt(tok, "What is the capital of France?")],
                                max_new_tokens=12)
     assert "Paris" in answer
+
+
+def packed_answer_rows(tok: object, side: str) -> torch.Tensor:
+    """``[B, 3, T]`` packed rows (ids, mask, predict: 1 where the next token is an answer token)."""
+    b = answer_batch(tok, EXAMPLES, side=side)
+    nxt = torch.cat([b["labels"][:, 1:], torch.full_like(b["labels"][:, :1], -100)], dim=1)
+    return torch.stack([b["input_ids"], b["attention_mask"], (nxt != -100).long()], dim=1)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("layer", ["block1", "block2", "block3", "norm"])
+def test_resuming_above_a_layer_equals_the_whole_forward(tiny_lm_dir: Path, layer: str,
+                                                         side: str) -> None:
+    """``resume_from(L, out_L, x)`` on packed answer rows gives ``model(x)``, values and the
+    trained part's gradients: the last block run at the answer positions only
+    (:mod:`clbench.models.lm_rows`) computes what the whole block computes there."""
+    model, tok = build(tiny_lm_dir, train_blocks=2)
+    x = packed_answer_rows(tok, side)
+    model.answer_width = int(x[:, 2].sum(dim=1).max())
+    weights = torch.randn(len(x), model.lm.config.vocab_size, model.answer_width,
+                          generator=torch.Generator().manual_seed(0))
+    taps: list[torch.Tensor] = []
+    handle = model.layer(layer).register_forward_hook(
+        lambda _m, _i, out: taps.append(out[0] if isinstance(out, tuple) else out))
+    try:
+        whole = model(x)
+    finally:
+        handle.remove()
+    trained = [p for _, p in model.named_parameters() if p.requires_grad]
+    g_whole = torch.autograd.grad((whole * weights).sum(), trained, retain_graph=True)
+    resumed = model.resume_from(layer, taps[0], x)
+    torch.testing.assert_close(resumed, whole, rtol=1e-5, atol=1e-5)
+    assert (resumed != 0).any()
+    # the tapped output is part of the whole forward's graph, so every trained block is reached
+    g_resumed = torch.autograd.grad((resumed * weights).sum(), trained)
+    for gw, gr in zip(g_whole, g_resumed):
+        torch.testing.assert_close(gr, gw, rtol=1e-4, atol=1e-5)
