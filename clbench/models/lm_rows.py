@@ -56,7 +56,8 @@ def block_at(layer: nn.Module, hidden: Tensor, attention_mask: Tensor, rows: Ten
     pos = torch.arange(t, device=hidden.device)
     allowed = (pos.unsqueeze(0) <= cols.unsqueeze(1)) & attention_mask[rows].bool()   # [N, T]
     scores = scores.masked_fill(~allowed[:, None, None, :], float("-inf"))
-    p = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    # at least fp32 (a half-precision model's scores overflow), never below the model's dtype
+    p = torch.softmax(scores, dim=-1, dtype=torch.promote_types(q.dtype, torch.float32)).to(q.dtype)
     a = torch.einsum("nkgt,ntkd->nkgd", p, vr).reshape(len(rows), -1)
     u = hidden[rows, cols] + attn.o_proj(a)
     return u + layer.mlp(layer.post_attention_layernorm(u))
