@@ -3,8 +3,8 @@
     R=leaderboard/sae-ception-lm
     clbench run --stream text-v1 --strategy naive --seeds 0,1,2,3,4 --results leaderboard/results
     clbench run --stream text-v1 --strategy sae-ception --seeds 0,1,2,3,4 --results $R --threads 1
-    for s in "lam=0" "lam=0.1" "lam=0.3" "top_frac=0 --set sae-ception.top_n=25" "sharpen=random" \\
-             "sharpen=random --set sae-ception.lam=0.3"; do
+    for s in "lam=0" "lam=0.3" "sharpen=random --set sae-ception.lam=0.3" \\
+             "top_frac=0 --set sae-ception.top_n=25 --set sae-ception.lam=0.3"; do
         clbench run --stream text-v1 --strategy sae-ception --set sae-ception.$s \\
             --seeds 0,1,2,3,4 --results $R --threads 1
     done
