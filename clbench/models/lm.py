@@ -453,14 +453,18 @@ class CausalLMModel(CLModel):
         ``resume[1]`` (``resume[0] == n_layers``: the norm only; ``-1``: ``resume[1]`` is the
         final norm's own output, returned as is)."""
         start, hidden = resume
+        self._resume_rows(hidden, ids, mask)
+        if start < 0:
+            return hidden
+        return self.lm.model.norm(self.run_blocks(hidden, mask, start, self.n_layers))
+
+    def _resume_rows(self, hidden: Tensor, ids: Tensor, mask: Tensor) -> None:
+        """Refuse a layer output that is not of these (trimmed) rows; they are the latest forward's."""
         if hidden.shape[:2] != ids.shape:
             raise ClbenchError(f"resume_from: the layer output is {tuple(hidden.shape)} but the "
                                f"rows are {tuple(ids.shape)} (trimmed): give the output of a "
                                f"forward of the same rows")
         self._mask = mask
-        if start < 0:
-            return hidden
-        return self.lm.model.norm(self.run_blocks(hidden, mask, start, self.n_layers))
 
     def _features_at(self, resume: tuple[int, Tensor], ids: Tensor, mask: Tensor, rows: Tensor,
                      cols: Tensor) -> Tensor:
@@ -470,7 +474,7 @@ class CausalLMModel(CLModel):
         start, hidden = resume
         if start < 0 or start >= self.n_layers:
             return self._features_from(resume, ids, mask)[rows, cols]
-        self._features_from((-1, hidden), ids, mask)   # the shape check and the token mask
+        self._resume_rows(hidden, ids, mask)
         if start < self.n_layers - 1:
             hidden = self.run_blocks(hidden, mask, start, self.n_layers - 1)
         rope = self.lm.model.rotary_emb(hidden, position_ids=position_ids_of(mask))

@@ -25,14 +25,12 @@ import torch
 from torch import Tensor, nn
 
 
-def _rotate_half(x: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 def _rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotary embedding of ``x [..., H, d_h]`` with ``cos``, ``sin`` ``[..., d_h]`` (one per position)."""
-    return x * cos.unsqueeze(-2) + _rotate_half(x) * sin.unsqueeze(-2)
+    """Rotary embedding of ``x [..., H, d_h]`` with ``cos``, ``sin`` ``[..., d_h]`` (one per
+    position), by the Llama code's own ``rotate_half``."""
+    from transformers.models.llama.modeling_llama import rotate_half
+
+    return x * cos.unsqueeze(-2) + rotate_half(x) * sin.unsqueeze(-2)
 
 
 def block_at(layer: nn.Module, hidden: Tensor, attention_mask: Tensor, rows: Tensor, cols: Tensor,
